@@ -1,0 +1,246 @@
+r"""2-D convolution as im2col + GEMM, forward and backward.
+
+The formula
+-----------
+For an input x of shape (N, C, H, W), a weight of shape (O, C/G, kh, kw)
+(PyTorch's layout; G = ``groups``), a bias of shape (O,), stride s, padding p
+and dilation d, output channel o of group g = o // (O/G) sees only the input
+channels of its group, c = g*C/G + c':
+
+    y[n, o, oh, ow] = b[o] + sum_{c' < C/G, i < kh, j < kw}
+                      W[o, c', i, j] * x[n, g*C/G + c', oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+
+(x reads zero outside the image), with OH = floor((H + 2ph - dh(kh-1) - 1)/sh) + 1
+and likewise OW.  As in every deep-learning framework this is a
+cross-correlation: the kernel is not flipped.
+
+As a matrix product
+-------------------
+``im2col`` (see ``im2col.py``) copies every receptive field into a column:
+cols has shape (C*kh*kw, N*OH*OW) and cols[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow]
+is the x value in the sum above.  Write K = C/G*kh*kw, M = N*OH*OW, and view
+
+    W_g    = weight[g*O/G:(g+1)*O/G].reshape(O/G, K)     (a free reshape)
+    cols_g = rows [g*K, (g+1)*K) of cols                  (contiguous, free)
+
+Then, one GEMM per group,
+
+    Y_g = W_g @ cols_g            (O/G, K) @ (K, M) -> (O/G, M)
+    y[n, o, oh, ow] = Y[o, (n*OH + oh)*OW + ow] + b[o]
+
+The groups are exactly AlexNet's two-GPU split (groups=2): each half of the
+filters is a separate GEMM over its own half of the channels.  Y comes out as
+(O, N, OH, OW); one pass transposes it to (N, O, OH, OW) and adds the bias.
+
+The backward pass
+-----------------
+Given dY = dL/dy (N, O, OH, OW), rearranged as the (O, M) matrix dY_mat with
+dY_mat[o, (n*OH + oh)*OW + ow] = dY[n, o, oh, ow], and its group blocks dY_g:
+
+* bias: b[o] is added to every output of channel o, so
+      db[o] = sum_{n, oh, ow} dY[n, o, oh, ow].
+* weight: Y_g = W_g @ cols_g is linear in W_g with dY_g[o, m] = dL/dY_g[o, m], so
+      dL/dW_g[o, k] = sum_m dY_g[o, m] * cols_g[k, m],   i.e.   dW_g = dY_g @ cols_g^T,
+  one GEMM per group that also sums over every image and pixel (the sum over m).
+* input: likewise dL/dcols_g = W_g^T @ dY_g (K, M).  Every column entry is a copy
+  of one input pixel (or of the zero padding), so by the chain rule a pixel's
+  gradient is the sum of the gradients of all entries copied from it; that
+  summation is col2im, the adjoint of im2col:
+      dx = col2im(W^T @ dY_mat)     (group by group into the rows of dcols).
+
+Memory
+------
+The column matrix is large (C*kh*kw/(stride^2) times the input: 281 MB for
+AlexNet's conv1, 448 MB for conv2 at batch 64 in float32), while x is small, so
+the forward pass saves x, not cols, and the backward pass runs im2col again
+(a memory-bound copy, much cheaper than the GEMMs).  That keeps only one column
+matrix alive at a time, and the backward pass skips im2col entirely when only
+the input gradient is needed.  In the backward pass the same buffer holds cols
+for dW and is then overwritten by dcols for dx.  On the CPU the column matrices
+and the transposed products live in a per-thread scratch buffer that is reused
+from call to call: allocating fresh hundreds of megabytes costs page faults
+that are as slow as the im2col copy itself.  (CuPy's memory pool already
+recycles GPU allocations, so the GPU path simply allocates.)
+"""
+import threading
+
+import numpy
+
+from tinynet.backend import get_array_module
+
+from ._checks import check_floating
+from .im2col import col2im, im2col_into, window_geometry
+
+_OP = "conv2d"
+
+
+# ------------------------------------------------------------------ scratch memory
+_scratch_per_thread = threading.local()
+
+
+def _scratch(xp, slot, shape, dtype):
+    """An uninitialised C-contiguous array of ``shape`` for temporary use inside one call.
+
+    CPU: a view into a buffer kept per thread and per ``slot`` that only grows,
+    so repeated convolutions reuse the same already-mapped memory.  Results
+    returned to the caller never live in it.  GPU: a plain allocation.
+    """
+    if xp is not numpy:
+        return xp.empty(shape, dtype=dtype)
+    dtype = numpy.dtype(dtype)
+    size = 1
+    for extent in shape:
+        size *= int(extent)
+    buffers = getattr(_scratch_per_thread, "buffers", None)
+    if buffers is None:
+        buffers = _scratch_per_thread.buffers = {}
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.nbytes < size * dtype.itemsize:
+        buffers[slot] = None                       # free the old buffer before growing
+        buffer = buffers[slot] = numpy.empty(size * dtype.itemsize, dtype=numpy.uint8)
+    return buffer[:size * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def release_scratch_memory():
+    """Free this thread's CPU scratch buffers (they are rebuilt on the next call)."""
+    _scratch_per_thread.buffers = {}
+
+
+# ------------------------------------------------------------------ checks
+def _check_arguments(x, weight, bias, stride, padding, dilation, groups):
+    if x.ndim != 4:
+        raise ValueError(f"{_OP}: expected a 4-D input of shape (N, C, H, W), got shape {tuple(x.shape)}")
+    if weight.ndim != 4:
+        raise ValueError(
+            f"{_OP}: expected a 4-D weight of shape (out_channels, in_channels/groups, kh, kw), "
+            f"got shape {tuple(weight.shape)}")
+    check_floating(_OP, x)
+    check_floating(_OP, weight, "weight")
+    if weight.dtype != x.dtype:
+        raise ValueError(f"{_OP}: weight dtype {weight.dtype} differs from input dtype {x.dtype}")
+    groups_int = int(groups)
+    if groups_int != groups or groups_int < 1:
+        raise ValueError(f"{_OP}: groups must be a positive integer, got {groups!r}")
+    groups = groups_int
+    batch, channels, height, width = x.shape
+    out_channels, channels_per_group = weight.shape[0], weight.shape[1]
+    if channels % groups != 0:
+        raise ValueError(
+            f"{_OP}: groups={groups} must divide the input channels, got {channels} input channels "
+            f"(input shape {tuple(x.shape)})")
+    if out_channels % groups != 0:
+        raise ValueError(
+            f"{_OP}: groups={groups} must divide the output channels, got {out_channels} output "
+            f"channels (weight shape {tuple(weight.shape)})")
+    if channels_per_group * groups != channels:
+        raise ValueError(
+            f"{_OP}: input has {channels} channels but weight of shape {tuple(weight.shape)} with "
+            f"groups={groups} expects {channels_per_group * groups} "
+            f"(= weight.shape[1] {channels_per_group} x groups {groups}); "
+            f"expected weight shape ({out_channels}, {channels // groups}, "
+            f"{weight.shape[2]}, {weight.shape[3]})")
+    if bias is not None:
+        if tuple(bias.shape) != (out_channels,):
+            raise ValueError(
+                f"{_OP}: expected a bias of shape ({out_channels},) (one per output channel), "
+                f"got shape {tuple(bias.shape)}")
+        if bias.dtype != x.dtype:
+            raise ValueError(f"{_OP}: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
+    kernel = (weight.shape[2], weight.shape[3])
+    return (groups,) + window_geometry(_OP, x.shape, kernel, stride, padding, dilation)
+
+
+# ------------------------------------------------------------------ forward
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y = conv2d(x, weight) + bias.
+
+    x (N, C, H, W); weight (O, C/groups, kh, kw); bias (O,) or None; stride,
+    padding, dilation: int or (height, width) pair.  Returns ``(y, saved)``: y of
+    shape (N, O, OH, OW) and dtype of x, and the opaque ``saved`` tuple that
+    :func:`conv2d_backward` needs (x, the weight and the settings, not the columns).
+    """
+    groups, kernel, stride, padding, dilation, (out_h, out_w) = _check_arguments(
+        x, weight, bias, stride, padding, dilation, groups)
+    xp = get_array_module(x, weight, bias)
+    batch, channels = x.shape[0], x.shape[1]
+    out_channels = weight.shape[0]
+    rows_per_group = weight.shape[1] * kernel[0] * kernel[1]          # K = C/G*kh*kw
+    filters_per_group = out_channels // groups
+    pixels = out_h * out_w
+    columns = batch * pixels                                           # M = N*OH*OW
+
+    cols = _scratch(xp, "columns", (groups, rows_per_group, columns), x.dtype)
+    im2col_into(x, cols.reshape(groups * rows_per_group, columns), kernel, stride, padding, dilation)
+    weight_matrices = weight.reshape(groups, filters_per_group, rows_per_group)
+
+    # product[o, (n*OH + oh)*OW + ow]: one GEMM per group (AlexNet's two-GPU split)
+    product = _scratch(xp, "product", (groups, filters_per_group, columns), x.dtype)
+    for group in range(groups):
+        xp.matmul(weight_matrices[group], cols[group], out=product[group])
+
+    # (O, N, OH*OW) -> (N, O, OH*OW), with the bias added in the same pass
+    y = xp.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    product_nchw = product.reshape(out_channels, batch, pixels).transpose(1, 0, 2)
+    if bias is None:
+        y.reshape(batch, out_channels, pixels)[...] = product_nchw
+    else:
+        xp.add(product_nchw, bias.reshape(out_channels, 1), out=y.reshape(batch, out_channels, pixels))
+    saved = (x, weight, bias is not None, stride, padding, dilation, groups)
+    return y, saved
+
+
+# ------------------------------------------------------------------ backward
+def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=True):
+    """Gradients of the loss with respect to x, weight and bias (see the module docstring).
+
+    Returns ``(grad_input or None, grad_weight or None, grad_bias or None)``;
+    grad_bias is None when the forward pass had no bias.
+    """
+    x, weight, has_bias, stride, padding, dilation, groups = saved
+    xp = get_array_module(grad_output, x)
+    batch, channels = x.shape[0], x.shape[1]
+    out_channels = weight.shape[0]
+    kernel = (weight.shape[2], weight.shape[3])
+    _, _, _, _, (out_h, out_w) = window_geometry(_OP, x.shape, kernel, stride, padding, dilation)
+    expected = (batch, out_channels, out_h, out_w)
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f"{_OP}: expected grad_output of shape {expected}, got shape {tuple(grad_output.shape)}")
+    rows_per_group = weight.shape[1] * kernel[0] * kernel[1]
+    filters_per_group = out_channels // groups
+    pixels = out_h * out_w
+    columns = batch * pixels
+
+    # dY as the (O, N*OH*OW) matrix of the GEMMs (one output-sized transposing copy)
+    grad_matrix = _scratch(xp, "product", (out_channels, batch, pixels), x.dtype)
+    grad_matrix[...] = grad_output.reshape(batch, out_channels, pixels).transpose(1, 0, 2)
+    grad_matrix = grad_matrix.reshape(groups, filters_per_group, columns)
+
+    grad_bias = None
+    if has_bias:
+        # summing contiguous rows of the transposed copy: fast, and pairwise-accurate
+        grad_bias = grad_matrix.reshape(out_channels, columns).sum(axis=1)
+
+    if not (need_input_grad or need_weight_grad):
+        return None, None, grad_bias
+
+    cols = _scratch(xp, "columns", (groups, rows_per_group, columns), x.dtype)
+
+    grad_weight = None
+    if need_weight_grad:
+        # recompute the columns rather than keep them from the forward pass (see Memory)
+        im2col_into(x, cols.reshape(groups * rows_per_group, columns), kernel, stride, padding, dilation)
+        grad_weight = xp.empty(weight.shape, dtype=x.dtype)
+        grad_weight_matrices = grad_weight.reshape(groups, filters_per_group, rows_per_group)
+        for group in range(groups):
+            # dW_g = dY_g @ cols_g^T: the sum over all images and output pixels
+            xp.matmul(grad_matrix[group], cols[group].T, out=grad_weight_matrices[group])
+
+    grad_input = None
+    if need_input_grad:
+        weight_matrices = weight.reshape(groups, filters_per_group, rows_per_group)
+        grad_cols = cols                                # cols are no longer needed: reuse the buffer
+        for group in range(groups):
+            xp.matmul(weight_matrices[group].T, grad_matrix[group], out=grad_cols[group])
+        grad_input = col2im(grad_cols.reshape(groups * rows_per_group, columns), x.shape,
+                            kernel, stride, padding, dilation)
+    return grad_input, grad_weight, grad_bias

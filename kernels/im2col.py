@@ -1,0 +1,310 @@
+"""im2col and col2im: turning a convolution into one matrix product.
+
+The idea
+--------
+A 2-D convolution (strictly, a cross-correlation, as in every deep-learning
+framework) of an input ``x`` of shape (N, C, H, W) with a kernel of size
+(kh, kw) reads, for every output pixel (n, oh, ow), the window
+
+    x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]     c < C, i < kh, j < kw
+
+(stride s, padding p, dilation d; positions outside the input read zero).
+Written out as one column per output pixel, those C*kh*kw numbers make a
+matrix, and the whole convolution becomes ``weight (O, C*kh*kw) @ columns``:
+one big GEMM, which BLAS / cuBLAS run near the peak of the machine.  Copying
+the windows out is ``im2col`` ("image to columns").
+
+The column layout
+-----------------
+``im2col`` returns ``cols`` of shape (C*kh*kw, N*OH*OW):
+
+    cols[(c*kh + i)*kw + j,  (n*OH + oh)*OW + ow]
+        = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]   (0 outside the input)
+
+* The row index runs over (c, i, j) with the channel slowest, which is the
+  order of ``weight.reshape(O, C*kh*kw)`` in PyTorch's (O, C, kh, kw) layout,
+  so the weight needs no transpose.  With ``groups`` the rows of group g are
+  the contiguous block of channels [g*C/G, (g+1)*C/G), so
+  ``cols.reshape(G, C/G*kh*kw, N*OH*OW)`` is a free view and each group is a
+  contiguous matrix for its own GEMM.
+* The column index runs over (n, oh, ow) with the image slowest, so the whole
+  mini-batch is one matrix: the GEMMs of the forward pass and of both backward
+  GEMMs (``dW = dY @ cols^T`` sums over all images and pixels in one go) are as
+  large as possible.  The price is that ``W @ cols`` comes out as
+  (O, N, OH, OW); the convolution transposes that (output-sized) result to
+  (N, O, OH, OW) in the same pass that adds the bias.
+
+col2im: the adjoint
+-------------------
+``im2col`` is a linear map A from images to column matrices.  ``col2im`` is
+its adjoint A^T: for every column entry it adds the value back onto the input
+pixel it was copied from, so pixels that belong to several overlapping windows
+receive the *sum* of their entries, and entries that came from the padding are
+dropped.  That is exactly what the backward pass of a convolution needs
+(``dx = col2im(W^T @ dY)``), and it is characterised by
+
+    <im2col(x), c> = <x, col2im(c)>     for all x, c
+
+(which the tests check).  col2im is not the inverse of im2col: an image that
+goes through both comes back with every pixel multiplied by the number of
+windows that contain it.
+
+CPU and GPU
+-----------
+CPU: numba loops parallel over (image, channel) pairs; each task owns one
+input plane, so col2im scatters into it without races.  The zero padding is
+handled by computing, per kernel tap, the range of output columns whose source
+lies inside the input, so the inner loop is a branch-free strided copy.
+GPU: numba.cuda kernels.  im2col uses one thread per (channel, output pixel)
+that writes its kh*kw column entries (neighbouring threads write neighbouring
+addresses).  col2im uses one thread per *input* pixel that gathers the entries
+that came from it; gathering instead of scattering needs no atomic adds, and
+the sum is done in the same order every time (deterministic).
+"""
+import numpy
+
+from tinynet.backend import get_array_module
+
+from ._checks import check_4d, check_floating, check_window, output_size, pair
+from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+
+
+# ------------------------------------------------------------------ shapes and checks
+def window_geometry(op, input_shape, kernel_size, stride, padding, dilation):
+    """Validated (kernel, stride, padding, dilation, (OH, OW)) as int pairs."""
+    kernel = pair(kernel_size, "kernel_size")
+    stride = pair(stride, "stride")
+    padding = pair(padding, "padding")
+    dilation = pair(dilation, "dilation")
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(
+            f"{op}: kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
+            f"kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}")
+    height, width = input_shape[2], input_shape[3]
+    check_window(op, height, width, kernel, padding, dilation)
+    out_height = output_size(height, kernel[0], stride[0], padding[0], dilation[0])
+    out_width = output_size(width, kernel[1], stride[1], padding[1], dilation[1])
+    return kernel, stride, padding, dilation, (out_height, out_width)
+
+
+def columns_shape(input_shape, kernel_size, stride, padding, dilation=(1, 1)):
+    """Shape (C*kh*kw, N*OH*OW) of ``im2col`` of an input of ``input_shape``."""
+    batch, channels = input_shape[0], input_shape[1]
+    kernel, _, _, _, (out_height, out_width) = window_geometry(
+        "im2col", input_shape, kernel_size, stride, padding, dilation)
+    return channels * kernel[0] * kernel[1], batch * out_height * out_width
+
+
+# ------------------------------------------------------------------ CPU kernels
+@njit(cache=True, inline="always")
+def _inside_range(offset, stride, size, out_size):
+    """Output positions o in [first, last) with 0 <= o*stride + offset < size.
+
+    Python's floor division rounds toward -inf, so ceil(a/b) = -((-a)//b).
+    """
+    first = max(0, -(offset // stride))
+    last = max(0, (size - 1 - offset) // stride + 1)
+    first = min(first, out_size)
+    last = min(max(last, first), out_size)
+    return first, last
+
+
+@njit(cache=True, parallel=True)
+def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                dilation_h, dilation_w, out_h, out_w):
+    batch, channels, height, width = image.shape
+    pixels = out_h * out_w
+    zero = cols.dtype.type(0)
+    # one task per (channel, image): it reads one input plane (cache-resident)
+    # and writes kh*kw row segments of length OH*OW
+    for task in prange(channels * batch):
+        c = task // batch
+        n = task - c * batch
+        column0 = n * pixels
+        for i in range(kernel_h):
+            first_oh, last_oh = _inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
+            for j in range(kernel_w):
+                row = (c * kernel_h + i) * kernel_w + j
+                offset_w = j * dilation_w - pad_w
+                first_ow, last_ow = _inside_range(offset_w, stride_w, width, out_w)
+                for oh in range(out_h):
+                    start = column0 + oh * out_w
+                    if oh < first_oh or oh >= last_oh:
+                        for ow in range(out_w):
+                            cols[row, start + ow] = zero
+                        continue
+                    h = oh * stride_h - pad_h + i * dilation_h
+                    for ow in range(first_ow):
+                        cols[row, start + ow] = zero
+                    for ow in range(first_ow, last_ow):
+                        cols[row, start + ow] = image[n, c, h, ow * stride_w + offset_w]
+                    for ow in range(last_ow, out_w):
+                        cols[row, start + ow] = zero
+
+
+@njit(cache=True, parallel=True)
+def _col2im_cpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                dilation_h, dilation_w, out_h, out_w):
+    batch, channels, height, width = image.shape
+    pixels = out_h * out_w
+    # one task per (channel, image) owning the plane image[n, c]: the scatter-add
+    # of overlapping windows stays inside the task, so no two threads collide
+    for task in prange(channels * batch):
+        c = task // batch
+        n = task - c * batch
+        image[n, c, :, :] = 0
+        column0 = n * pixels
+        for i in range(kernel_h):
+            first_oh, last_oh = _inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
+            for j in range(kernel_w):
+                row = (c * kernel_h + i) * kernel_w + j
+                offset_w = j * dilation_w - pad_w
+                first_ow, last_ow = _inside_range(offset_w, stride_w, width, out_w)
+                for oh in range(first_oh, last_oh):
+                    h = oh * stride_h - pad_h + i * dilation_h
+                    start = column0 + oh * out_w
+                    for ow in range(first_ow, last_ow):
+                        image[n, c, h, ow * stride_w + offset_w] += cols[row, start + ow]
+
+
+# ------------------------------------------------------------------ GPU kernels
+@cuda.jit
+def _im2col_gpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                dilation_h, dilation_w, out_h, out_w):
+    """One thread per (channel, image, output pixel); it writes its kh*kw entries."""
+    index = cuda.grid(1)
+    batch, channels, height, width = image.shape
+    columns = cols.shape[1]                      # N*OH*OW
+    if index >= channels * columns:
+        return
+    c = index // columns
+    column = index - c * columns                 # (n*OH + oh)*OW + ow
+    pixels = out_h * out_w
+    n = column // pixels
+    pixel = column - n * pixels
+    oh = pixel // out_w
+    ow = pixel - oh * out_w
+    h0 = oh * stride_h - pad_h
+    w0 = ow * stride_w - pad_w
+    row = c * kernel_h * kernel_w
+    for i in range(kernel_h):
+        h = h0 + i * dilation_h
+        for j in range(kernel_w):
+            w = w0 + j * dilation_w
+            if h >= 0 and h < height and w >= 0 and w < width:
+                cols[row, column] = image[n, c, h, w]
+            else:
+                cols[row, column] = 0
+            row += 1
+
+
+@cuda.jit
+def _col2im_gpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                dilation_h, dilation_w, out_h, out_w):
+    """One thread per input pixel (n, c, h, w): gather every column entry copied from it.
+
+    Tap i of the kernel read row h for output row oh when oh*sh - ph + i*dh = h,
+    i.e. oh = (h + ph - i*dh) / sh, which must be a whole number in [0, OH).
+    """
+    index = cuda.grid(1)
+    batch, channels, height, width = image.shape
+    if index >= batch * channels * height * width:
+        return
+    w = index % width
+    rest = index // width
+    h = rest % height
+    rest = rest // height
+    c = rest % channels
+    n = rest // channels
+    pixels = out_h * out_w
+    column0 = n * pixels
+    total = cols.dtype.type(0)                   # accumulate in the data's own precision
+    for i in range(kernel_h):
+        shifted_h = h + pad_h - i * dilation_h
+        if shifted_h < 0:
+            break                                # larger i only shift further up
+        if shifted_h % stride_h != 0:
+            continue
+        oh = shifted_h // stride_h
+        if oh >= out_h:
+            continue
+        for j in range(kernel_w):
+            shifted_w = w + pad_w - j * dilation_w
+            if shifted_w < 0:
+                break
+            if shifted_w % stride_w != 0:
+                continue
+            ow = shifted_w // stride_w
+            if ow >= out_w:
+                continue
+            total += cols[(c * kernel_h + i) * kernel_w + j, column0 + oh * out_w + ow]
+    image[n, c, h, w] = total
+
+
+# ------------------------------------------------------------------ public functions
+def im2col_into(x, cols, kernel_size, stride, padding, dilation=(1, 1)):
+    """Write the columns of ``x`` into the preallocated C-contiguous ``cols`` (C*kh*kw, N*OH*OW).
+
+    Lets a caller reuse one buffer across calls; returns ``cols``.
+    """
+    check_4d("im2col", x)
+    check_floating("im2col", x)
+    kernel, stride, padding, dilation, (out_h, out_w) = window_geometry(
+        "im2col", x.shape, kernel_size, stride, padding, dilation)
+    batch, channels = x.shape[0], x.shape[1]
+    expected = (channels * kernel[0] * kernel[1], batch * out_h * out_w)
+    if tuple(cols.shape) != expected or cols.dtype != x.dtype or not cols.flags.c_contiguous:
+        raise ValueError(
+            f"im2col: expected a C-contiguous output buffer of shape {expected} and dtype {x.dtype}, "
+            f"got shape {tuple(cols.shape)}, dtype {cols.dtype}, "
+            f"C-contiguous={bool(cols.flags.c_contiguous)}")
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+                 dilation[0], dilation[1], out_h, out_w)
+    if xp is not numpy:
+        threads = channels * cols.shape[1]
+        _im2col_gpu[blocks_for(threads), THREADS_PER_BLOCK](x, cols, *arguments)
+    else:
+        _im2col_cpu(x, cols, *arguments)
+    return cols
+
+
+def im2col(x, kernel_size, stride, padding, dilation=(1, 1)):
+    """Columns of ``x`` (N, C, H, W): an array (C*kh*kw, N*OH*OW), layout in the module docstring.
+
+    ``kernel_size``, ``stride``, ``padding``, ``dilation``: ints or (height, width)
+    pairs.  The result lives where ``x`` lives and has its dtype.
+    """
+    check_4d("im2col", x)
+    xp = get_array_module(x)
+    cols = xp.empty(columns_shape(x.shape, kernel_size, stride, padding, dilation), dtype=x.dtype)
+    return im2col_into(x, cols, kernel_size, stride, padding, dilation)
+
+
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1)):
+    """The adjoint of :func:`im2col`: an image of ``input_shape`` (N, C, H, W) where
+    every pixel holds the sum of the column entries that were copied from it.
+    """
+    input_shape = tuple(int(size) for size in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"col2im: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
+    check_floating("col2im", cols, "column matrix")
+    kernel, stride, padding, dilation, (out_h, out_w) = window_geometry(
+        "col2im", input_shape, kernel_size, stride, padding, dilation)
+    batch, channels = input_shape[0], input_shape[1]
+    expected = (channels * kernel[0] * kernel[1], batch * out_h * out_w)
+    if tuple(cols.shape) != expected:
+        raise ValueError(
+            f"col2im: expected a column matrix of shape (C*kh*kw, N*OH*OW) = {expected} for "
+            f"input_shape {input_shape}, got shape {tuple(cols.shape)}")
+    xp = get_array_module(cols)
+    cols = xp.ascontiguousarray(cols)
+    image = xp.empty(input_shape, dtype=cols.dtype)
+    arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+                 dilation[0], dilation[1], out_h, out_w)
+    if xp is not numpy:
+        _col2im_gpu[blocks_for(image.size), THREADS_PER_BLOCK](cols, image, *arguments)
+    else:
+        _col2im_cpu(cols, image, *arguments)
+    return image

@@ -1,0 +1,284 @@
+"""2-D max pooling: forward, backward, CPU (numba) and GPU (numba.cuda).
+
+Formula
+-------
+Input ``x`` of shape (N, C, H, W), window ``kernel = (KH, KW)``, ``stride = (SH, SW)``
+(default: the kernel size), ``padding = (PH, PW)`` rows/columns added on each side.  Output pixel
+(oh, ow) of plane (n, c) looks at the window whose top-left corner sits at
+``(oh*SH - PH, ow*SW - PW)`` in input coordinates:
+
+    y[n, c, oh, ow] = max  x[n, c, oh*SH - PH + i, ow*SW - PW + j]
+                     0 <= i < KH, 0 <= j < KW
+
+Padded positions count as -inf, so they are never selected (unlike zero
+padding, which would make max(-3, pad) = 0 a value that is not in the input).
+Besides ``y`` the forward pass records ``argmax[n, c, oh, ow] = h*W + w``, the
+flat index of the selected pixel inside its (H, W) plane.  Ties go to the *first*
+maximum in row-major window order (rows top to bottom, then columns left to
+right), which is PyTorch's rule; a NaN in the window is propagated (like PyTorch,
+a NaN always replaces the running maximum).
+
+Output size
+-----------
+    OH = floor((H + 2*PH - KH) / SH) + 1          (ceil_mode=False, the default)
+
+AlexNet's pools are 3x3 with stride 2, overlapping windows:
+(55 - 3)/2 + 1 = 27, (27 - 3)/2 + 1 = 13, (13 - 3)/2 + 1 = 6.
+With ``ceil_mode=True`` the division rounds up, but (PyTorch's rule) the last
+window must start inside the input or the left padding, so that every window
+holds at least one real pixel.  PyTorch also requires ``PH <= KH // 2``, which
+keeps every window from being pure padding; we raise ValueError otherwise.
+
+Backward
+--------
+Within one window y = x[argmax] is a selection, so dy/dx[p] = 1 for the selected
+pixel p and 0 for the others (almost everywhere: at ties the function has a
+kink and we pick the first maximum, matching the forward).  By the chain rule
+
+    dL/dx[n, c, h, w] = sum over (oh, ow) with argmax[n, c, oh, ow] == h*W + w
+                        of dL/dy[n, c, oh, ow]
+
+i.e. each output gradient is *routed* to the pixel that won its window.  With
+overlapping windows (3x3 stride 2) one pixel may win several windows and then
+receives the sum of their gradients, so the routing is an accumulation:
+
+* CPU: one numba task per (n, c) plane (``prange``), which walks its outputs
+  serially and adds into its own plane: no two threads write the same place.
+* GPU: one thread per *input* pixel gathers from the windows that cover it
+  (``oh`` from ceil((h + PH - KH + 1)/SH) to floor((h + PH)/SH)) and keeps the
+  gradients whose argmax is itself.  Nothing is written twice, so the result is
+  deterministic and bit-identical to the CPU's (the sum runs in the same
+  row-major output order).  The gather needs the pooling geometry; when the
+  caller does not pass it, a fallback kernel scatters one thread per output with
+  atomic adds (correct, but the order of the at most ceil(K/S)^2 additions into
+  a pixel, hence the last bit, may vary from run to run).
+"""
+import numpy
+
+from tinynet.backend import get_array_module
+
+from ._checks import check_4d, check_floating, check_window, output_size, pair
+from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+
+_INT32_MAX = 2**31 - 1
+
+
+# ----------------------------------------------------------------- geometry
+def pool_geometry(op, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Check the pooling arguments; return ``(kernel, stride, padding, (OH, OW))`` as int pairs.
+
+    Shared by max and average pooling (PyTorch applies the same rules to both).
+    """
+    if len(input_shape) != 4:
+        raise ValueError(f"{op}: expected a 4-D input of shape (N, C, H, W), got shape {tuple(input_shape)}")
+    height, width = int(input_shape[2]), int(input_shape[3])
+    kernel = pair(kernel_size, "kernel_size")
+    # PyTorch's functional API reads stride=None (or an empty list) as "stride = kernel"
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
+        else pair(stride, "stride")
+    padding = pair(padding, "padding")
+    if min(kernel) < 1 or min(stride) < 1:
+        raise ValueError(f"{op}: kernel_size and stride must be positive, got kernel_size {kernel}, stride {stride}")
+    if min(padding) < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        # a window of pure padding would have no pixel to select (max) or to average
+        raise ValueError(f"{op}: padding must be at most half the kernel size, got padding {padding} "
+                         f"for kernel_size {kernel}")
+    check_window(op, height, width, kernel, padding)
+    out = (output_size(height, kernel[0], stride[0], padding[0], ceil_mode=ceil_mode),
+           output_size(width, kernel[1], stride[1], padding[1], ceil_mode=ceil_mode))
+    return kernel, stride, padding, out
+
+
+def _argmax_dtype(height, width):
+    """int32 halves the index traffic; planes beyond 2**31 pixels need int64."""
+    return numpy.int32 if height * width <= _INT32_MAX else numpy.int64
+
+
+# ----------------------------------------------------------------- CPU kernels
+@njit(cache=True, parallel=True)
+def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for plane in prange(planes):
+        for oh in range(out_h):
+            # clip the window to the real input: padded rows/columns are -inf and never win
+            h_start = oh * stride_h - pad_h
+            h_end = min(h_start + kernel_h, height)
+            h_start = max(h_start, 0)
+            for ow in range(out_w):
+                w_start = ow * stride_w - pad_w
+                w_end = min(w_start + kernel_w, width)
+                w_start = max(w_start, 0)
+                # start from the window's first real pixel (every window has one, see
+                # pool_geometry); reading it also keeps `best` in the input's dtype
+                best = x[plane, h_start, w_start]
+                best_index = h_start * width + w_start
+                for h in range(h_start, h_end):
+                    for w in range(w_start, w_end):
+                        value = x[plane, h, w]
+                        # strict '>' keeps the first maximum; 'value != value' propagates NaN.
+                        # Written as selects (no branch): random data mispredicts the branch.
+                        better = (value > best) | (value != value)
+                        best = value if better else best
+                        best_index = h * width + w if better else best_index
+                y[plane, oh, ow] = best
+                argmax[plane, oh, ow] = best_index
+
+
+@njit(cache=True, parallel=True)
+def _backward_cpu(grad_output, argmax, grad_input):
+    planes, out_h, out_w = grad_output.shape
+    width = grad_input.shape[2]
+    for plane in prange(planes):
+        # serial inside the plane: overlapping windows may route to the same pixel
+        for oh in range(out_h):
+            for ow in range(out_w):
+                index = argmax[plane, oh, ow]
+                grad_input[plane, index // width, index % width] += grad_output[plane, oh, ow]
+
+
+# ----------------------------------------------------------------- GPU kernels
+# The GPU kernels spell out min/max as conditional expressions: in numba 0.68 the
+# builtins (and device functions) ask the CUDA driver for the device's compute
+# capability while compiling, which breaks compiling to PTX on a machine without one.
+@cuda.jit
+def _forward_gpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """One thread per output element."""
+    height, width = x.shape[1], x.shape[2]
+    out_h, out_w = y.shape[1], y.shape[2]
+    index = cuda.grid(1)
+    if index >= y.shape[0] * out_h * out_w:
+        return
+    ow = index % out_w
+    oh = (index // out_w) % out_h
+    plane = index // (out_w * out_h)
+    h_start = oh * stride_h - pad_h
+    h_end = h_start + kernel_h if h_start + kernel_h < height else height
+    h_start = h_start if h_start > 0 else 0
+    w_start = ow * stride_w - pad_w
+    w_end = w_start + kernel_w if w_start + kernel_w < width else width
+    w_start = w_start if w_start > 0 else 0
+    best = x[plane, h_start, w_start]
+    best_index = h_start * width + w_start
+    for h in range(h_start, h_end):
+        for w in range(w_start, w_end):
+            value = x[plane, h, w]
+            if value > best or value != value:
+                best = value
+                best_index = h * width + w
+    y[plane, oh, ow] = best
+    argmax[plane, oh, ow] = best_index
+
+
+@cuda.jit
+def _backward_gather_gpu(grad_output, argmax, grad_input, kernel_h, kernel_w, stride_h, stride_w,
+                         pad_h, pad_w):
+    """One thread per input pixel: sum the gradients of the windows it won."""
+    height, width = grad_input.shape[1], grad_input.shape[2]
+    out_h, out_w = grad_output.shape[1], grad_output.shape[2]
+    index = cuda.grid(1)
+    if index >= grad_input.shape[0] * height * width:
+        return
+    w = index % width
+    h = (index // width) % height
+    plane = index // (width * height)
+    # windows covering row h: oh*SH - PH <= h <= oh*SH - PH + KH - 1
+    numerator = h + pad_h - kernel_h + 1
+    oh_first = 0 if numerator <= 0 else (numerator + stride_h - 1) // stride_h
+    oh_last = (h + pad_h) // stride_h
+    oh_last = oh_last if oh_last < out_h else out_h - 1
+    numerator = w + pad_w - kernel_w + 1
+    ow_first = 0 if numerator <= 0 else (numerator + stride_w - 1) // stride_w
+    ow_last = (w + pad_w) // stride_w
+    ow_last = ow_last if ow_last < out_w else out_w - 1
+    me = h * width + w
+    total = grad_output.dtype.type(0)  # a literal 0.0 would make the sum float64
+    for oh in range(oh_first, oh_last + 1):
+        for ow in range(ow_first, ow_last + 1):
+            if argmax[plane, oh, ow] == me:
+                total += grad_output[plane, oh, ow]
+    grad_input[plane, h, w] = total
+
+
+@cuda.jit
+def _backward_scatter_gpu(grad_output, argmax, grad_input):
+    """Fallback without the geometry: one thread per output, atomic add into the winner."""
+    out_h, out_w = grad_output.shape[1], grad_output.shape[2]
+    width = grad_input.shape[2]
+    index = cuda.grid(1)
+    if index >= grad_output.shape[0] * out_h * out_w:
+        return
+    ow = index % out_w
+    oh = (index // out_w) % out_h
+    plane = index // (out_w * out_h)
+    winner = argmax[plane, oh, ow]
+    cuda.atomic.add(grad_input, (plane, winner // width, winner % width), grad_output[plane, oh, ow])
+
+
+# ----------------------------------------------------------------- public API
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """Max pooling of ``x`` (N, C, H, W) -> ``(y, argmax)``, both (N, C, OH, OW).
+
+    ``argmax`` holds ``h*W + w`` of each window's winner (int32, or int64 for
+    planes of more than 2**31 pixels); keep it for :func:`max_pool2d_backward`.
+    """
+    op = "max_pool2d"
+    check_4d(op, x)
+    check_floating(op, x)
+    kernel, stride, padding, (out_h, out_w) = pool_geometry(op, x.shape, kernel_size, stride, padding,
+                                                            ceil_mode)
+    xp = get_array_module(x)
+    batch, channels, height, width = x.shape
+    planes = xp.ascontiguousarray(x).reshape(batch * channels, height, width)
+    y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
+    argmax = xp.empty((batch, channels, out_h, out_w), dtype=_argmax_dtype(height, width))
+    y_planes = y.reshape(batch * channels, out_h, out_w)
+    argmax_planes = argmax.reshape(batch * channels, out_h, out_w)
+    arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+    if xp is not numpy:
+        _forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](planes, y_planes, argmax_planes, *arguments)
+    else:
+        _forward_cpu(planes, y_planes, argmax_planes, *arguments)
+    return y, argmax
+
+
+def max_pool2d_backward(grad_output, argmax, input_shape, kernel_size=None, stride=None, padding=0):
+    """Route ``grad_output`` (N, C, OH, OW) to the winners recorded in ``argmax``.
+
+    Returns ``grad_input`` of ``input_shape`` (N, C, H, W), zero where a pixel won
+    no window.  ``kernel_size``/``stride``/``padding`` (the forward's) are only
+    used on the GPU, to gather deterministically; without them the GPU path
+    scatters with atomic adds.  (``ceil_mode`` is not needed: the output size is
+    the shape of ``grad_output``.)
+    """
+    op = "max_pool2d_backward"
+    check_4d(op, grad_output, "grad_output")
+    check_floating(op, grad_output, "grad_output")
+    input_shape = tuple(int(size) for size in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"{op}: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
+    if tuple(argmax.shape) != tuple(grad_output.shape) or tuple(grad_output.shape[:2]) != input_shape[:2]:
+        raise ValueError(f"{op}: grad_output {tuple(grad_output.shape)} and argmax {tuple(argmax.shape)} "
+                         f"must have the same shape (N, C, OH, OW) with (N, C) of input_shape {input_shape}")
+    xp = get_array_module(grad_output, argmax)
+    batch, channels, height, width = input_shape
+    out_h, out_w = grad_output.shape[2], grad_output.shape[3]
+    grad_planes = xp.ascontiguousarray(grad_output).reshape(batch * channels, out_h, out_w)
+    argmax_planes = xp.ascontiguousarray(argmax).reshape(batch * channels, out_h, out_w)
+    if xp is not numpy and kernel_size is not None:
+        kernel, stride, padding, _ = pool_geometry(op, input_shape, kernel_size, stride, padding)
+        grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
+        _backward_gather_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
+            grad_planes, argmax_planes, grad_input.reshape(batch * channels, height, width),
+            kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+        return grad_input
+    grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
+    grad_input_planes = grad_input.reshape(batch * channels, height, width)
+    if xp is not numpy:
+        _backward_scatter_gpu[blocks_for(grad_output.size), THREADS_PER_BLOCK](
+            grad_planes, argmax_planes, grad_input_planes)
+    else:
+        _backward_cpu(grad_planes, argmax_planes, grad_input_planes)
+    return grad_input

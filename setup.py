@@ -1,0 +1,33 @@
+"""Install tinynet, with the top-level folder kernels/ as the subpackage tinynet.kernels.
+
+The mapping lives in ``package_dir``; a source checkout used without installing
+(``python -m pytest`` from the repository root) finds ``kernels/`` through
+``tinynet/_kernels_path.py`` instead, so every mode works without a symlink.
+"""
+from setuptools import setup
+
+PACKAGES = ["tinynet", "tinynet.ops", "tinynet.nn", "tinynet.optim", "tinynet.data"]
+
+setup(
+    name="tinynet-from-scratch",  # "tinynet" on PyPI is an unrelated 2020 package
+    version="0.1.0",
+    description="A deep-learning framework written from scratch on NumPy and CuPy: AlexNet, and the math of every layer",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=PACKAGES + ["tinynet.kernels"],
+    package_dir={"tinynet.kernels": "kernels"},
+    install_requires=[
+        "numpy>=2.0,<2.6",
+        "numba>=0.68,<0.69",
+        "pillow>=10",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "gpu": ["cupy-cuda13x>=14", "numba-cuda"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"],
+        "oracle": ["torch==2.13.0"],
+        "plot": ["matplotlib>=3.7"],
+    },
+    license="MIT",
+)

@@ -1,0 +1,25 @@
+"""tinynet: a deep-learning framework written from scratch on NumPy (CPU) and CuPy (GPU).
+
+    import tinynet
+    x = tinynet.tensor([[1.0, 2.0]], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()          # x.grad == 2 * x
+"""
+import os as _os
+
+from ._kernels_path import attach_kernels as _attach_kernels
+
+# tinynet.kernels must exist before any module that wraps a kernel is imported
+kernels = _attach_kernels(__name__, _os.path.dirname(__file__))
+
+from . import backend  # noqa: E402
+from .backend import get_array_module, gpu_available, manual_seed  # noqa: E402
+from .function import Function, enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from .tensor import Tensor, tensor  # noqa: E402
+from .functions import (cat, concat, exp, log, matmul, max, mean, relu, sigmoid, softmax,  # noqa: E402
+                        sqrt, stack, sum, tanh, log_softmax, zeros, ones, randn, rand, arange)
+from .gradcheck import GradcheckError, gradcheck, numerical_gradient  # noqa: E402
+from .checkpoint import CheckpointError, load, save  # noqa: E402
+from . import nn, optim  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""Functional forms of the layers (PyTorch's ``torch.nn.functional`` names and argument order).
+
+Each function applies one autograd Function; the ``nn`` layer classes hold
+parameters and call these.
+"""
+from ..ops import activation, layers, loss
+from ..tensor import Tensor
+
+
+def _raw(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def relu(x):
+    return activation.ReLU.apply(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return activation.LeakyReLU.apply(x, negative_slope=negative_slope)
+
+
+def sigmoid(x):
+    return activation.Sigmoid.apply(x)
+
+
+def tanh(x):
+    return activation.Tanh.apply(x)
+
+
+def softmax(x, dim=-1):
+    return activation.Softmax.apply(x, axis=dim)
+
+
+def log_softmax(x, dim=-1):
+    return activation.LogSoftmax.apply(x, axis=dim)
+
+
+def cross_entropy(logits, targets, label_smoothing=0.0, reduction="mean"):
+    """Mean softmax cross-entropy of ``logits`` (N, K) against integer class ``targets`` (N,)."""
+    return loss.CrossEntropy.apply(logits, targets=_raw(targets), label_smoothing=label_smoothing,
+                                   reduction=reduction)
+
+
+def linear(x, weight, bias=None):
+    """y = x W^T + b with W of shape (out_features, in_features)."""
+    return layers.Linear.apply(x, weight, bias)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (O, C/groups, kh, kw)."""
+    return layers.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                               groups=groups)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    return layers.MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
+                                  ceil_mode=ceil_mode)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    return layers.AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding,
+                                  ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    return layers.AdaptiveAvgPool2d.apply(x, output_size=output_size)
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0, alpha_scaled_by_size=True):
+    """Normalise across ``size`` neighbouring channels.
+
+    ``alpha_scaled_by_size=True`` divides alpha by size (PyTorch, Caffe); False uses
+    alpha as written in the AlexNet paper.  See ``tinynet.kernels.local_response_norm``.
+    """
+    return layers.LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k,
+                                          alpha_scaled_by_size=alpha_scaled_by_size)
+
+
+def dropout(x, p=0.5, training=True, scale_in_training=True):
+    """Drop each element with probability ``p``; see ``tinynet.kernels.dropout`` for the two variants."""
+    return layers.Dropout.apply(x, p=p, training=training, scale_in_training=scale_in_training)
+
+
+def flatten(x, start_dim=1, end_dim=-1):
+    return x.flatten(start_dim, end_dim)
