@@ -5,6 +5,7 @@ import numpy as np
 
 from . import backend
 from .ops import activation, arithmetic, reduction, shape
+from .nn.functional import log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401  (one definition)
 from .tensor import Tensor
 
 
@@ -22,26 +23,6 @@ def log(x):
 
 def sqrt(x):
     return activation.Sqrt.apply(x)
-
-
-def relu(x):
-    return activation.ReLU.apply(x)
-
-
-def sigmoid(x):
-    return activation.Sigmoid.apply(x)
-
-
-def tanh(x):
-    return activation.Tanh.apply(x)
-
-
-def softmax(x, axis=-1):
-    return activation.Softmax.apply(x, axis=axis)
-
-
-def log_softmax(x, axis=-1):
-    return activation.LogSoftmax.apply(x, axis=axis)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy.sum / torch.sum)
