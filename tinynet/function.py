@@ -86,11 +86,15 @@ class Function:
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
-        tensors = tuple(Tensor(y, requires_grad=record) for y in outputs)
+        # integer outputs (indices, counts) never carry a gradient
+        tensors = tuple(Tensor(y, requires_grad=record and getattr(y, "dtype", None) is not None
+                               and y.dtype.kind == "f") for y in outputs)
         if record:
             self.inputs = tuple(inputs)
             self.output_count = len(tensors)
             for index, tensor in enumerate(tensors):
+                if not tensor.requires_grad:
+                    continue
                 tensor.creator = self
                 tensor.output_index = index
         else:
