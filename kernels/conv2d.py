@@ -50,7 +50,7 @@ dY_mat[o, (n*OH + oh)*OW + ow] = dY[n, o, oh, ow], and its group blocks dY_g:
 
 Memory
 ------
-The column matrix is large (C*kh*kw/(stride^2) times the input: 281 MB for
+The column matrix is large (about kh*kw/stride^2 times the input: 281 MB for
 AlexNet's conv1, 448 MB for conv2 at batch 64 in float32), while x is small, so
 the forward pass saves x, not cols, and the backward pass runs im2col again
 (a memory-bound copy, much cheaper than the GEMMs).  That keeps only one column

@@ -21,5 +21,6 @@ from .functions import (cat, concat, exp, log, matmul, max, mean, relu, sigmoid,
 from .gradcheck import GradcheckError, gradcheck, numerical_gradient  # noqa: E402
 from .checkpoint import CheckpointError, load, save  # noqa: E402
 from . import nn, optim  # noqa: E402
+from .summary import summary  # noqa: E402
 
 __version__ = "0.1.0"
