@@ -1,0 +1,54 @@
+"""The benchmark runner and the step profiler run end to end at tiny sizes (no timing checks).
+
+Both run in a subprocess, as they are used: they set their own thread counts, which must
+not leak into the test session.  The smoke run uses synthetic JPEGs, so it needs no data.
+"""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYERS = ["conv1", "pool1", "norm1", "conv2", "pool2", "norm2", "conv3", "conv4", "conv5",
+          "pool5", "dropout6", "fc6", "dropout7", "fc7", "fc8"]
+
+
+def _run(arguments, timeout=600):
+    done = subprocess.run([sys.executable] + arguments, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(arguments)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done.stdout
+
+
+def test_runner_quick_smoke(tmp_path):
+    report, table = tmp_path / "results.json", tmp_path / "table.md"
+    out = _run(["benchmarks/run.py", "--quick", "--smoke", "--json", str(report), "--markdown", str(table)])
+    results = json.loads(report.read_text())
+
+    assert results["same_weights_check"] < 1e-4          # tinynet and torch run the same function
+    assert list(results["layers"]) == LAYERS
+    for name, layer in results["layers"].items():
+        for framework in ("tinynet_s", "torch_s"):
+            assert len(layer[framework]["fwd"]) == len(layer[framework]["bwd"]) >= 1, name
+    assert set(results["net"]["inference"]) == {"1", "2"}
+    assert set(results["net"]["train_step"]) == {"2"}
+    assert results["data"]["tinynet_img_per_s"] and results["data"]["torch_img_per_s"]
+    for framework in ("tinynet", "torch"):
+        assert results["memory"][framework]["step_bytes"] > 0
+    assert results["machine"]["threads"] == 2
+
+    lines = out.strip().splitlines()
+    assert any(line.startswith("alexnet train_step b=2 67px: tinynet ") and ", ratio " in line for line in lines)
+    assert any(line.startswith("alexnet inference b=1 67px: tinynet ") for line in lines)
+    assert any(line.startswith("peak memory train_step b=2 67px: ") for line in lines)
+    assert any(line.startswith("data pipeline synthetic ") for line in lines)
+    assert "| conv1 fwd+bwd b=2 |" in table.read_text()
+
+
+def test_profile_step_smoke():
+    out = _run(["benchmarks/profile_step.py", "--batch", "2", "--size", "67", "--steps", "1",
+                "--classes", "10"])
+    for category in ("GEMM (conv)", "GEMM (FC)", "im2col", "col2im", "LRN", "max pool",
+                     "SGD update", "Python / autograd / untimed"):
+        assert category in out, category
+    assert "by group: " in out
