@@ -282,14 +282,15 @@ def im2col(x, kernel_size, stride, padding, dilation=(1, 1)):
     return im2col_into(x, cols, kernel_size, stride, padding, dilation)
 
 
-def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1)):
-    """The adjoint of :func:`im2col`: an image of ``input_shape`` (N, C, H, W) where
-    every pixel holds the sum of the column entries that were copied from it.
+def col2im_into(cols, image, kernel_size, stride, padding, dilation=(1, 1)):
+    """Write the adjoint of :func:`im2col` of ``cols`` into the preallocated
+    C-contiguous ``image`` (N, C, H, W) (overwritten, not added to); returns ``image``.
+
+    Lets a caller fill a slice of a larger array, e.g. a chunk of images of a batch.
     """
-    input_shape = tuple(int(size) for size in input_shape)
-    if len(input_shape) != 4:
-        raise ValueError(f"col2im: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
+    check_4d("col2im", image)
     check_floating("col2im", cols, "column matrix")
+    input_shape = tuple(int(size) for size in image.shape)
     kernel, stride, padding, dilation, (out_h, out_w) = window_geometry(
         "col2im", input_shape, kernel_size, stride, padding, dilation)
     batch, channels = input_shape[0], input_shape[1]
@@ -298,9 +299,12 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1)):
         raise ValueError(
             f"col2im: expected a column matrix of shape (C*kh*kw, N*OH*OW) = {expected} for "
             f"input_shape {input_shape}, got shape {tuple(cols.shape)}")
+    if image.dtype != cols.dtype or not image.flags.c_contiguous:
+        raise ValueError(
+            f"col2im: expected a C-contiguous output image of dtype {cols.dtype}, got dtype "
+            f"{image.dtype}, C-contiguous={bool(image.flags.c_contiguous)}")
     xp = get_array_module(cols)
     cols = xp.ascontiguousarray(cols)
-    image = xp.empty(input_shape, dtype=cols.dtype)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
                  dilation[0], dilation[1], out_h, out_w)
     if xp is not numpy:
@@ -308,3 +312,16 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1)):
     else:
         _col2im_cpu(cols, image, *arguments)
     return image
+
+
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1)):
+    """The adjoint of :func:`im2col`: an image of ``input_shape`` (N, C, H, W) where
+    every pixel holds the sum of the column entries that were copied from it.
+    """
+    input_shape = tuple(int(size) for size in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"col2im: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
+    check_floating("col2im", cols, "column matrix")
+    xp = get_array_module(cols)
+    image = xp.empty(input_shape, dtype=cols.dtype)
+    return col2im_into(cols, image, kernel_size, stride, padding, dilation)

@@ -242,6 +242,32 @@ def test_alexnet_conv2_shapes_match_torch():
         np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 3000])      # 1 image per chunk; a few images per chunk
+def test_chunks_of_images_give_the_same_result_as_one_chunk(monkeypatch, chunk_bytes):
+    """The CPU path processes the batch in chunks of images; any chunking, including a ragged
+    last chunk, must give the forward loops and the one-chunk gradients."""
+    from tinynet.kernels import conv2d as conv2d_module
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4, 7, 6))
+    weight = rng.standard_normal((6, 2, 3, 2))
+    bias = rng.standard_normal(6)
+    keywords = dict(stride=(1, 2), padding=(1, 1), dilation=(1, 1), groups=2)
+    y_one, saved = conv2d_forward(x, weight, bias, **keywords)
+    grad_output = rng.standard_normal(y_one.shape)
+    grads_one = conv2d_backward(grad_output, saved)
+
+    monkeypatch.setattr(conv2d_module, "_CHUNK_BYTES", chunk_bytes)
+    assert conv2d_module._images_per_chunk(np, 5, 4 * 3 * 2 * 7 * 3 * 8) < 5
+    y, saved = conv2d_forward(x, weight, bias, **keywords)
+    np.testing.assert_allclose(y, reference_conv2d(x, weight, bias, (1, 2), (1, 1), (1, 1), 2),
+                               rtol=1e-12, atol=1e-12)
+    for ours, expected in zip(conv2d_backward(grad_output, saved), grads_one):
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+    grad_input, grad_weight, grad_bias = conv2d_backward(grad_output, saved, need_input_grad=False)
+    assert grad_input is None
+    np.testing.assert_allclose(grad_weight, grads_one[1], rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------ GPU path (simulated)
 GPU_CASES = [  # tiny: a few hundred simulated threads per launch
     dict(x_shape=(2, 2, 5, 4), weight_shape=(2, 1, 3, 2), with_bias=True,
