@@ -60,8 +60,12 @@ the columns are ordered image-slowest, the columns of images [n0, n1) are the
 contiguous block [n0*OH*OW, n1*OH*OW) of the full matrix, and they are exactly
 ``im2col(x[n0:n1])``.  Every formula above is a sum over, or a map of, such
 column blocks, so the batch is processed in chunks of ``_images_per_chunk``
-images whose column block is about ``_CHUNK_BYTES`` (32 MiB: big enough for
-BLAS to run at full speed, small enough that the scratch stays small):
+images whose column block is about ``_CHUNK_BYTES`` (64 MiB).  The size is a
+trade-off: on one thread chunks of 32 MiB already run as fast as the whole
+batch, but on two threads each chunk's im2col and GEMMs are separate parallel
+regions that end in a synchronisation, and on a busy machine (another process
+on one of the two cores) 32 MiB chunks made the forward pass up to 1.5-2x
+slower than one full-batch chunk; fewer, larger chunks lose less:
 
 * forward: im2col the chunk, Y_g = W_g @ cols_g, transpose that block into
   y[n0:n1] (adding the bias);
@@ -72,7 +76,7 @@ BLAS to run at full speed, small enough that the scratch stays small):
 The chunk's column matrix and its product (Y, or dY in the (O, M) layout) live
 in a per-thread scratch buffer that is reused from call to call: allocating
 fresh megabytes on every call costs page faults that are as slow as the im2col
-copy itself.  With chunks that scratch is tens of MiB (it used to keep conv2's
+copy itself.  With chunks that scratch is under 100 MiB (it used to keep conv2's
 full-batch 427 MiB column matrix alive between calls).  In the backward pass
 the same buffer holds cols for dW and is then overwritten by dcols for dx.  The
 GPU path runs the same code with the whole batch as one chunk (CuPy's memory
@@ -85,7 +89,7 @@ import numpy
 from tinynet.backend import get_array_module
 
 from ._checks import check_floating
-from .im2col import col2im_into, im2col_into, window_geometry
+from .im2col import col2im, im2col_into, window_geometry
 
 _OP = "conv2d"
 
@@ -167,7 +171,7 @@ def _check_arguments(x, weight, bias, stride, padding, dilation, groups):
 
 
 # ------------------------------------------------------------------ chunks of images
-_CHUNK_BYTES = 32 << 20          # target size of one chunk's column matrix (see Memory)
+_CHUNK_BYTES = 64 << 20          # target size of one chunk's column matrix (see Memory)
 
 
 def _images_per_chunk(xp, batch, column_bytes_per_image):
@@ -290,8 +294,8 @@ def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=T
             for group in range(groups):
                 xp.matmul(weight_matrices[group].T, grad_matrix[group], out=grad_cols[group])
             # the chunk's dcols only reach its own images: col2im straight into grad_input[first:last]
-            col2im_into(grad_cols.reshape(groups * rows_per_group, columns), grad_input[first:last],
-                        kernel, stride, padding, dilation)
+            col2im(grad_cols.reshape(groups * rows_per_group, columns), (images,) + tuple(x.shape[1:]),
+                   kernel, stride, padding, dilation, out=grad_input[first:last])
 
     grad_weight = None
     if need_weight_grad:

@@ -282,15 +282,18 @@ def im2col(x, kernel_size, stride, padding, dilation=(1, 1)):
     return im2col_into(x, cols, kernel_size, stride, padding, dilation)
 
 
-def col2im_into(cols, image, kernel_size, stride, padding, dilation=(1, 1)):
-    """Write the adjoint of :func:`im2col` of ``cols`` into the preallocated
-    C-contiguous ``image`` (N, C, H, W) (overwritten, not added to); returns ``image``.
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1), out=None):
+    """The adjoint of :func:`im2col`: an image of ``input_shape`` (N, C, H, W) where
+    every pixel holds the sum of the column entries that were copied from it.
 
-    Lets a caller fill a slice of a larger array, e.g. a chunk of images of a batch.
+    ``out``: optional preallocated C-contiguous array of ``input_shape`` and the
+    dtype of ``cols`` to write the image into (overwritten, not added to); it lets
+    a caller fill a slice of a larger array, e.g. a chunk of images of a batch.
     """
-    check_4d("col2im", image)
+    input_shape = tuple(int(size) for size in input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"col2im: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
     check_floating("col2im", cols, "column matrix")
-    input_shape = tuple(int(size) for size in image.shape)
     kernel, stride, padding, dilation, (out_h, out_w) = window_geometry(
         "col2im", input_shape, kernel_size, stride, padding, dilation)
     batch, channels = input_shape[0], input_shape[1]
@@ -299,12 +302,17 @@ def col2im_into(cols, image, kernel_size, stride, padding, dilation=(1, 1)):
         raise ValueError(
             f"col2im: expected a column matrix of shape (C*kh*kw, N*OH*OW) = {expected} for "
             f"input_shape {input_shape}, got shape {tuple(cols.shape)}")
-    if image.dtype != cols.dtype or not image.flags.c_contiguous:
-        raise ValueError(
-            f"col2im: expected a C-contiguous output image of dtype {cols.dtype}, got dtype "
-            f"{image.dtype}, C-contiguous={bool(image.flags.c_contiguous)}")
     xp = get_array_module(cols)
     cols = xp.ascontiguousarray(cols)
+    if out is None:
+        image = xp.empty(input_shape, dtype=cols.dtype)
+    elif tuple(out.shape) != input_shape or out.dtype != cols.dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"col2im: expected a C-contiguous out array of shape {input_shape} and dtype "
+            f"{cols.dtype}, got shape {tuple(out.shape)}, dtype {out.dtype}, "
+            f"C-contiguous={bool(out.flags.c_contiguous)}")
+    else:
+        image = out
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
                  dilation[0], dilation[1], out_h, out_w)
     if xp is not numpy:
@@ -312,16 +320,3 @@ def col2im_into(cols, image, kernel_size, stride, padding, dilation=(1, 1)):
     else:
         _col2im_cpu(cols, image, *arguments)
     return image
-
-
-def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1)):
-    """The adjoint of :func:`im2col`: an image of ``input_shape`` (N, C, H, W) where
-    every pixel holds the sum of the column entries that were copied from it.
-    """
-    input_shape = tuple(int(size) for size in input_shape)
-    if len(input_shape) != 4:
-        raise ValueError(f"col2im: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
-    check_floating("col2im", cols, "column matrix")
-    xp = get_array_module(cols)
-    image = xp.empty(input_shape, dtype=cols.dtype)
-    return col2im_into(cols, image, kernel_size, stride, padding, dilation)
