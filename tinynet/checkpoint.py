@@ -74,6 +74,10 @@ def save(obj, path):
             np.savez(stream, **arrays)
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
