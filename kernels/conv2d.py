@@ -60,12 +60,15 @@ the columns are ordered image-slowest, the columns of images [n0, n1) are the
 contiguous block [n0*OH*OW, n1*OH*OW) of the full matrix, and they are exactly
 ``im2col(x[n0:n1])``.  Every formula above is a sum over, or a map of, such
 column blocks, so the batch is processed in chunks of ``_images_per_chunk``
-images whose column block is about ``_CHUNK_BYTES`` (64 MiB).  The size is a
+images whose column block is about ``_CHUNK_BYTES`` (128 MiB).  The size is a
 trade-off: on one thread chunks of 32 MiB already run as fast as the whole
 batch, but on two threads each chunk's im2col and GEMMs are separate parallel
 regions that end in a synchronisation, and on a busy machine (another process
 on one of the two cores) 32 MiB chunks made the forward pass up to 1.5-2x
-slower than one full-batch chunk; fewer, larger chunks lose less:
+slower than one full-batch chunk; fewer, larger chunks lose less.  On a quiet
+machine (2 threads, batch 64) conv2's forward+backward took 1500 / 1360 / 1300 /
+1190 ms with 64 / 128 / 256 MiB / whole-batch chunks; 128 MiB keeps the
+training step's peak memory near PyTorch's while taking most of that gain:
 
 * forward: im2col the chunk, Y_g = W_g @ cols_g, transpose that block into
   y[n0:n1] (adding the bias);
@@ -76,7 +79,7 @@ slower than one full-batch chunk; fewer, larger chunks lose less:
 The chunk's column matrix and its product (Y, or dY in the (O, M) layout) live
 in a per-thread scratch buffer that is reused from call to call: allocating
 fresh megabytes on every call costs page faults that are as slow as the im2col
-copy itself.  With chunks that scratch is under 100 MiB (it used to keep conv2's
+copy itself.  With chunks that scratch is under 200 MiB (it used to keep conv2's
 full-batch 427 MiB column matrix alive between calls).  In the backward pass
 the same buffer holds cols for dW and is then overwritten by dcols for dx.  The
 GPU path runs the same code with the whole batch as one chunk (CuPy's memory
@@ -171,7 +174,7 @@ def _check_arguments(x, weight, bias, stride, padding, dilation, groups):
 
 
 # ------------------------------------------------------------------ chunks of images
-_CHUNK_BYTES = 64 << 20          # target size of one chunk's column matrix (see Memory)
+_CHUNK_BYTES = 128 << 20         # target size of one chunk's column matrix (see Memory)
 
 
 def _images_per_chunk(xp, batch, column_bytes_per_image):
