@@ -120,6 +120,11 @@ def set_thread_environment(threads):
     """Before NumPy, numba and torch are imported: thread counts for their pools."""
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
+    # torch and numba share one OpenMP runtime (the system libgomp) in this process, so they share
+    # one wait policy, fixed when the first of them loads it.  tinynet sets PASSIVE by default
+    # (kernels/_numba.py); use it for both.  Standalone torch with its default (spinning) policy
+    # measured 5-10 % faster here: see benchmarks/README.md.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _openblas_libraries():
