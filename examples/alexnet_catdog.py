@@ -194,8 +194,7 @@ def draw_curves(path, history):
 # ----------------------------------------------------------------------------- modes
 def predict(args):
     model, state = model_from_checkpoint(args.checkpoint, args.device)
-    image_size = state["config"]["image_size"]
-    _, centre, ten_crop = make_transforms(image_size, state["statistics"])
+    *_, ten_crop = make_transforms(state["config"]["image_size"], state["statistics"])
     from tinynet.data import BadImageError, load_image
     for path in args.predict:
         try:
@@ -352,7 +351,7 @@ def train(args):
 
     if history and not args.no_ten_crop:
         best_model, _ = model_from_checkpoint(best_path, args.device)
-        _, centre, ten_crop = make_transforms(config["image_size"], statistics)
+        *_, ten_crop = make_transforms(config["image_size"], statistics)
         ten_folder = open_folder(args.data, ten_crop, config["max_images"], config["seed"])
         ten_loader = DataLoader(Subset(ten_folder, split["val"]), batch_size=max(1, config["batch_size"] // 8),
                                 seed=config["seed"], num_workers=args.workers, device=args.device)

@@ -197,7 +197,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
         x, weight, bias, stride, padding, dilation, groups)
     xp = get_array_module(x, weight, bias)
     x = xp.ascontiguousarray(x)                  # so that x[n0:n1] is a contiguous chunk
-    batch, channels = x.shape[0], x.shape[1]
+    batch = x.shape[0]
     out_channels = weight.shape[0]
     rows_per_group = weight.shape[1] * kernel[0] * kernel[1]          # K = C/G*kh*kw
     filters_per_group = out_channels // groups
@@ -241,7 +241,7 @@ def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=T
     """
     x, weight, has_bias, stride, padding, dilation, groups = saved
     xp = get_array_module(grad_output, x)
-    batch, channels = x.shape[0], x.shape[1]
+    batch = x.shape[0]
     out_channels = weight.shape[0]
     kernel = (weight.shape[2], weight.shape[3])
     _, _, _, _, (out_h, out_w) = window_geometry(_OP, x.shape, kernel, stride, padding, dilation)

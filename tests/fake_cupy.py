@@ -11,7 +11,6 @@ Only what tinynet uses is imitated: array creation and math (delegated to NumPy,
 results re-labelled as ``ndarray``), ``asnumpy``, ``get_array_module``,
 ``random.RandomState``, and ``cuda.runtime.getDeviceCount`` / ``cuda.Device``.
 """
-import sys
 import types
 
 import numpy as np

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import tinynet
-from tinynet import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))

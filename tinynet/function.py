@@ -86,15 +86,14 @@ class Function:
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
-        # integer outputs (indices, counts) never carry a gradient
-        tensors = tuple(Tensor(y, requires_grad=record and getattr(y, "dtype", None) is not None
-                               and y.dtype.kind == "f") for y in outputs)
+        tensors = tuple(Tensor(y) for y in outputs)
         if record:
             self.inputs = tuple(inputs)
             self.output_count = len(tensors)
             for index, tensor in enumerate(tensors):
-                if not tensor.requires_grad:
+                if tensor.dtype.kind != "f":  # integer outputs (indices, counts) carry no gradient
                     continue
+                tensor.requires_grad = True
                 tensor.creator = self
                 tensor.output_index = index
         else:

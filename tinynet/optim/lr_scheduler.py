@@ -39,7 +39,7 @@ class ReduceLROnPlateau:
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be < 1, got {factor}")
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: mode must be 'min'/'max' and threshold_mode 'rel'/'abs'")
+            raise ValueError("ReduceLROnPlateau: mode must be 'min'/'max' and threshold_mode 'rel'/'abs'")
         self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
         self.threshold, self.threshold_mode, self.cooldown = threshold, threshold_mode, cooldown
         self.min_lrs = [min_lr] * len(optimizer.param_groups)
