@@ -37,7 +37,7 @@ import run as bench  # noqa: E402  (thread set-up and machine facts shared with 
 
 GROUPS = {
     "GEMM (conv)": "compute (BLAS)", "GEMM (FC)": "compute (BLAS)",
-    "im2col": "im2col/col2im", "col2im": "im2col/col2im",
+    "im2col": "im2col/col2im", "col2im": "im2col/col2im", "Winograd transforms": "im2col/col2im",
     "conv layout + bias": "data movement", "FC bias": "data movement",
     "grad accumulation": "data movement", "SGD update": "data movement", "zero_grad": "data movement",
     "LRN": "LRN", "max pool": "pooling", "adaptive avg pool": "pooling",
@@ -118,7 +118,7 @@ def instrument(timers):
     import numpy
     import tinynet
     from tinynet import kernels, optim
-    from tinynet.kernels import avg_pool2d, conv2d, linear, local_response_norm, max_pool2d, relu
+    from tinynet.kernels import avg_pool2d, conv2d, conv2d_winograd, linear, local_response_norm, max_pool2d, relu
     from tinynet.ops import layers as op_layers
     from tinynet.ops import loss as op_loss
 
@@ -145,7 +145,12 @@ def instrument(timers):
 
     conv_xp = array_module_for(conv2d, "GEMM (conv)")
     set_attr(conv2d, "numpy", conv_xp)       # keeps _scratch's "xp is numpy" test true
+    array_module_for(conv2d_winograd, "GEMM (conv)")
     array_module_for(linear, "GEMM (FC)")
+    patch(conv2d_winograd, "_transform_tiles_cpu", "Winograd transforms")
+    patch(conv2d_winograd, "_output_tiles_cpu", "Winograd transforms")
+    patch(conv2d_winograd, "_transform_filters", "Winograd transforms")
+    patch(conv2d_winograd, "_filter_gradient", "Winograd transforms")
     patch(conv2d, "im2col_into", "im2col")
     patch(conv2d, "col2im", "col2im")
     patch(conv2d, "conv2d_forward", "conv layout + bias")

@@ -837,10 +837,9 @@ def memory_child(args):
     report = {"framework": framework, "batch": batch, "size": size, "baseline_bytes": baseline,
               "peak_bytes": peak, "step_bytes": peak - baseline, "method": method}
     if framework == "tinynet":
-        # the conv kernels' per-thread scratch (column matrix + product), kept between calls
-        from tinynet.kernels import conv2d
-        buffers = getattr(conv2d._scratch_per_thread, "buffers", {}) or {}
-        report["conv_scratch_bytes"] = int(sum(b.nbytes for b in buffers.values() if b is not None))
+        # the conv kernels' per-thread scratch (columns or Winograd tiles + product), kept between calls
+        from tinynet.kernels import _scratch
+        report["conv_scratch_bytes"] = _scratch.scratch_bytes()
     print(json.dumps(report))
 
 

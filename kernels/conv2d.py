@@ -48,6 +48,13 @@ dY_mat[o, (n*OH + oh)*OW + ow] = dY[n, o, oh, ow], and its group blocks dY_g:
   summation is col2im, the adjoint of im2col:
       dx = col2im(W^T @ dY_mat)     (group by group into the rows of dcols).
 
+Winograd for small stride-1 kernels
+-----------------------------------
+On the CPU, stride-1 undilated convolutions with 2x2 to 5x5 kernels and at least
+16 channels per group (AlexNet's conv2-conv5, all of VGG's and most of ResNet's)
+go through ``conv2d_winograd.py`` instead, which needs 2.3-4.6x fewer
+multiplications; see ``set_algorithm`` to force im2col + GEMM everywhere.
+
 Memory: a chunk of images at a time
 -----------------------------------
 The column matrix is large (about kh*kw/stride^2 times the input: 281 MB for
@@ -85,48 +92,58 @@ the same buffer holds cols for dW and is then overwritten by dcols for dx.  The
 GPU path runs the same code with the whole batch as one chunk (CuPy's memory
 pool already recycles allocations, and a GPU wants the largest launches).
 """
-import threading
+import os
 
 import numpy
 
 from tinynet.backend import get_array_module
 
 from ._checks import check_floating
+from ._scratch import release_scratch_memory, scratch  # noqa: F401  (re-exported)
+from . import conv2d_winograd
 from .im2col import col2im, im2col_into, window_geometry
 
 _OP = "conv2d"
 
 
-# ------------------------------------------------------------------ scratch memory
-_scratch_per_thread = threading.local()
+# ------------------------------------------------------------------ which algorithm
+_ALGORITHMS = ("auto", "im2col", "winograd")
+_algorithm = os.environ.get("TINYNET_CONV_ALGORITHM", "auto")
 
 
-def _scratch(xp, slot, shape, dtype):
-    """An uninitialised C-contiguous array of ``shape`` for temporary use inside one call.
+def set_algorithm(name):
+    """Choose how CPU convolutions are computed; returns the previous choice.
 
-    CPU: a view into a buffer kept per thread and per ``slot`` that only grows,
-    so repeated convolutions reuse the same already-mapped memory.  Results
-    returned to the caller never live in it.  GPU: a plain allocation.
+    * ``"auto"`` (default): Winograd F(m, r) (``conv2d_winograd.py``) where it applies and
+      pays -- stride-1, undilated 3x3 to 5x5 kernels with at least 16 channels per group --
+      and im2col + GEMM everywhere else;
+    * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate);
+    * ``"winograd"``: the same as "auto" (Winograd wherever it applies).
+
+    The GPU path always uses im2col + cuBLAS.  The environment variable
+    ``TINYNET_CONV_ALGORITHM`` sets the initial choice.
     """
-    if xp is not numpy:
-        return xp.empty(shape, dtype=dtype)
-    dtype = numpy.dtype(dtype)
-    size = 1
-    for extent in shape:
-        size *= int(extent)
-    buffers = getattr(_scratch_per_thread, "buffers", None)
-    if buffers is None:
-        buffers = _scratch_per_thread.buffers = {}
-    buffer = buffers.get(slot)
-    if buffer is None or buffer.nbytes < size * dtype.itemsize:
-        buffers[slot] = None                       # free the old buffer before growing
-        buffer = buffers[slot] = numpy.empty(size * dtype.itemsize, dtype=numpy.uint8)
-    return buffer[:size * dtype.itemsize].view(dtype).reshape(shape)
+    global _algorithm
+    if name not in _ALGORITHMS:
+        raise ValueError(f"{_OP}: algorithm must be one of {_ALGORITHMS}, got {name!r}")
+    previous, _algorithm = _algorithm, name
+    return previous
 
 
-def release_scratch_memory():
-    """Free this thread's CPU scratch buffers (they are rebuilt on the next call)."""
-    _scratch_per_thread.buffers = {}
+def _uses_winograd(xp, x_shape, weight_shape, stride, padding, dilation, groups):
+    if _algorithm not in _ALGORITHMS:
+        raise ValueError(f"TINYNET_CONV_ALGORITHM must be one of {_ALGORITHMS}, got {_algorithm!r}")
+    return (xp is numpy and _algorithm != "im2col"
+            and conv2d_winograd.supports(x_shape, weight_shape, stride, padding, dilation, groups))
+
+
+# ------------------------------------------------------------------ scratch memory
+def _scratch(xp, slot, shape, dtype):
+    """Temporary array for use inside one call: reused CPU scratch memory (``_scratch.py``);
+    on the GPU a plain allocation (CuPy's memory pool already recycles them)."""
+    if xp is numpy:
+        return scratch(slot, shape, dtype)
+    return xp.empty(shape, dtype=dtype)
 
 
 # ------------------------------------------------------------------ checks
@@ -197,6 +214,9 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
         x, weight, bias, stride, padding, dilation, groups)
     xp = get_array_module(x, weight, bias)
     x = xp.ascontiguousarray(x)                  # so that x[n0:n1] is a contiguous chunk
+    saved = (x, weight, bias is not None, stride, padding, dilation, groups)
+    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups):
+        return conv2d_winograd.winograd_conv2d_forward(x, weight, bias, padding, groups), saved
     batch = x.shape[0]
     out_channels = weight.shape[0]
     rows_per_group = weight.shape[1] * kernel[0] * kernel[1]          # K = C/G*kh*kw
@@ -228,7 +248,6 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
             y_chunk[...] = product_nchw
         else:
             xp.add(product_nchw, bias.reshape(out_channels, 1), out=y_chunk)
-    saved = (x, weight, bias is not None, stride, padding, dilation, groups)
     return y, saved
 
 
@@ -248,6 +267,12 @@ def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=T
     expected = (batch, out_channels, out_h, out_w)
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"{_OP}: expected grad_output of shape {expected}, got shape {tuple(grad_output.shape)}")
+    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups):
+        grad_input, grad_weight = conv2d_winograd.winograd_conv2d_backward(
+            grad_output, x, weight, padding, groups,
+            need_input_grad=need_input_grad, need_weight_grad=need_weight_grad)
+        grad_bias = grad_output.sum(axis=(0, 2, 3), dtype=x.dtype) if has_bias else None
+        return grad_input, grad_weight, grad_bias
     rows_per_group = weight.shape[1] * kernel[0] * kernel[1]
     filters_per_group = out_channels // groups
     pixels = out_h * out_w

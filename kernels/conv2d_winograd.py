@@ -1,0 +1,444 @@
+r"""2-D convolution by Winograd's minimal filtering, F(m x m, r x r): stride 1, forward and backward.
+
+Why another convolution algorithm
+---------------------------------
+im2col + GEMM (``conv2d.py``) spends r*r multiplications on every output pixel
+of every (input channel, output channel) pair: 9 for a 3x3 kernel, 25 for 5x5.
+Winograd's algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+Networks", 2016) computes an m x m block of outputs from an (m+r-1) x (m+r-1)
+block of input with only (m+r-1)^2 multiplications per channel pair:
+
+    kernel   tile F(m, r)   multiplications per output   saving
+    3x3      F(2, 3)        16/4  = 4      (instead of 9)    2.25x
+    3x3      F(4, 3)        36/16 = 2.25   (instead of 9)    4x
+    5x5      F(2, 5)        36/4  = 9      (instead of 25)   2.8x
+
+Those multiplications are still one big GEMM per tile position, so the saving
+reaches the GEMMs that dominate a CNN's time, and the transforms around them
+are cheap, memory-bound passes that replace im2col (the transformed input is
+(m+r-1)^2/m^2 times the input, im2col's columns r^2 times).
+
+One dimension: F(m, r)
+----------------------
+Let alpha = m + r - 1.  The correlation of an input strip d (alpha values) with
+a filter g (r values), y_i = sum_k g_k d_{i+k} for i < m, can be written as
+
+    y = A^T [ (G g) * (B^T d) ]        (* is elementwise; A^T m x alpha, G alpha x r, B^T alpha x alpha)
+
+Where this comes from: the *product of polynomials* s(x) = g(x) h(x) (g of
+degree r-1, h of degree m-1, s of degree alpha-1) is fixed by s at alpha
+points.  Toom-Cook evaluates g and h at alpha-1 numbers p_j and at "infinity"
+(the leading coefficient), multiplies the alpha values pairwise -- the only
+multiplications that involve data -- and interpolates s back:
+s = V^{-1} [ (E_r g) * (E_m h) ], where E_k (alpha x k) holds the rows
+(1, p_j, p_j^2, ..., p_j^{k-1}) and a last row (0, ..., 0, 1), and V = E_alpha.
+Polynomial multiplication is a linear map of h, s = T(g) h with T(g)[i+k, i] = g_k,
+and the correlation above is exactly its transpose: y = T(g)^T d.  Transposing
+the bilinear algorithm gives
+
+    A^T = E_m^T,   G = E_r,   B^T = (V^{-1})^T.
+
+``transform_matrices(m, r)`` builds the three matrices this way, exactly in
+rational arithmetic, with the points 0, 1, -1, 2, -2, 1/2, -1/2, ... (small
+numbers keep float32 rounding small), then moves a scale factor from each row
+of B^T to the same row of G so that B^T has coprime integer entries.  For
+F(2, 3) this reproduces the matrices of Lavin & Gray (up to signs):
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]]
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+    A^T = [[1, 1, 1, 0], [0, 1, -1, 1]]
+
+Two dimensions and many channels
+--------------------------------
+Nesting the 1-D algorithm along rows and columns, an m x m output tile is
+
+    Y = A^T [ sum_c (G g_c G^T) * (B^T d_c B) ] A        (d_c: the alpha x alpha input tile of channel c)
+
+Write U[a, b, o, c] = (G g_{o,c} G^T)[a, b] (the filters, transformed once per
+call) and V[a, b, c, t] = (B^T d_{c,t} B)[a, b] for every tile t = (n, th, tw)
+of every image.  The sum over channels is then, for each of the alpha^2
+positions (a, b), a matrix product
+
+    M[a, b] = U[a, b] @ V[a, b]         (O, C) @ (C, T) -> (O, T)     (one GEMM per group)
+
+and Y_{o,t} = A^T M[:, :, o, t] A.  Output tiles that stick out past the edge
+of the output are computed on zero-padded input and cropped.
+
+Backward pass
+-------------
+* dx: for stride 1, the gradient of a convolution with padding p is the
+  convolution of dY, padded by r-1-p, with the filters flipped in space and
+  with input and output channels swapped (W'[c, o, i, j] = W[o, c, r-1-i, r-1-j],
+  group by group) -- so dx runs through this same forward algorithm.
+* dW: Y is linear in U, with dL/dU[a,b,o,c] = sum_t (A dY_{o,t} A^T)[a, b] V[a, b, c, t]:
+  transform each m x m tile of dY with A (the adjoint of the output
+  transform), one GEMM per position (a, b) sums over all tiles, and the chain
+  rule through U = G g G^T gives dg = G^T dU G.
+* db: the sum of dY over images and pixels, as for any convolution.
+
+Accuracy
+--------
+The transforms add and subtract values of different sizes, so float32 results
+differ from im2col's by more than rounding: on AlexNet's layers about 1e-6
+relative for F(2, 3), a few 1e-6 for F(4, 3) and F(2, 5) (``tests`` measure it
+against float64).  That is the accuracy cuDNN's and oneDNN's Winograd
+convolutions trade for their speed; training is not affected.
+
+CPU only
+--------
+The tile transforms are numba loops parallel over channels; each walks its
+tiles row by row so that the inner loops run along contiguous memory.  The GPU
+path of ``conv2d`` keeps im2col + cuBLAS (cuBLAS is so fast there that the
+memory-bound transforms would not pay for themselves at these sizes), so this
+module has no CUDA kernels.
+"""
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy
+
+from tinynet.backend import get_array_module
+
+from ._numba import njit, prange
+from ._scratch import scratch
+
+#: bytes of transformed input + transformed output per chunk of images (see ``conv2d.py``, Memory)
+CHUNK_BYTES = 128 << 20
+
+
+# ------------------------------------------------------------------ the transform matrices
+def _interpolation_points(count):
+    points = [Fraction(0)]
+    k = 1
+    while len(points) < count:
+        for p in (Fraction(k), Fraction(-k), Fraction(1, k + 1), Fraction(-1, k + 1)):
+            if len(points) < count and p not in points:
+                points.append(p)
+        k += 1
+    return points[:count]
+
+
+def _evaluation_matrix(points, columns):
+    """Rows (1, p, p^2, ..., p^(columns-1)) for each point, then the row for 'infinity'."""
+    rows = [[p ** k for k in range(columns)] for p in points]
+    rows.append([Fraction(0)] * (columns - 1) + [Fraction(1)])
+    return rows
+
+
+def _inverse(matrix):
+    """Exact inverse of a small square matrix of Fractions (Gauss-Jordan elimination)."""
+    size = len(matrix)
+    work = [list(row) + [Fraction(int(i == j)) for j in range(size)] for i, row in enumerate(matrix)]
+    for col in range(size):
+        pivot = next(r for r in range(col, size) if work[r][col] != 0)
+        work[col], work[pivot] = work[pivot], work[col]
+        scale = work[col][col]
+        work[col] = [value / scale for value in work[col]]
+        for r in range(size):
+            if r != col and work[r][col] != 0:
+                factor = work[r][col]
+                work[r] = [a - factor * b for a, b in zip(work[r], work[col])]
+    return [row[size:] for row in work]
+
+
+@lru_cache(maxsize=None)
+def _exact_matrices(m, r):
+    alpha = m + r - 1
+    points = _interpolation_points(alpha - 1)
+    e_m = _evaluation_matrix(points, m)                     # alpha x m
+    e_r = _evaluation_matrix(points, r)                     # alpha x r
+    v_inverse = _inverse(_evaluation_matrix(points, alpha))  # alpha x alpha
+    a_t = [[e_m[j][i] for j in range(alpha)] for i in range(m)]
+    g = [list(row) for row in e_r]
+    b_t = [[v_inverse[j][i] for j in range(alpha)] for i in range(alpha)]
+    for row in range(alpha):
+        # B^T[row] / s has coprime integer entries; G[row] * s keeps the product unchanged
+        denominators = 1
+        for value in b_t[row]:
+            denominators = denominators * value.denominator // _gcd(denominators, value.denominator)
+        numerators = 0
+        for value in b_t[row]:
+            numerators = _gcd(numerators, abs(value.numerator * denominators // value.denominator))
+        scale = Fraction(numerators, denominators)
+        b_t[row] = [value / scale for value in b_t[row]]
+        g[row] = [value * scale for value in g[row]]
+    return a_t, g, b_t
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def transform_matrices(m, r, dtype=numpy.float64):
+    """(A^T, G, B^T) of F(m, r) as arrays of ``dtype``: shapes (m, alpha), (alpha, r), (alpha, alpha)."""
+    return tuple(numpy.array([[float(v) for v in row] for row in matrix], dtype=dtype)
+                 for matrix in _exact_matrices(int(m), int(r)))
+
+
+# ------------------------------------------------------------------ tile transforms (CPU)
+@njit(cache=True, parallel=True)
+def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
+    """out[a, b, g, t, c'] = sum_{i,j < s} left[a, i] left[b, j] x[n, g*C/G + c', th*step - pad_h + i, tw*step - pad_w + j].
+
+    x (n, C, H, W); left (alpha, s); out (alpha, alpha, G, n*tiles_h*tiles_w, C/G) with
+    t = (n*tiles_h + th)*tiles_w + tw.  Reads outside x are zero.  The input
+    transform is left = B^T with s = alpha; the output-gradient transform is
+    left = A with s = m.
+
+    Each task takes one row of tiles of one image.  It first copies the s input
+    rows it needs, for every channel, into a small channels-last buffer, so that
+    every step of the transform is a loop over channels: contiguous and hundreds
+    long (along a tile row the loops would be as short as the 5 tiles of a 13 x 13
+    image).  The same channels-last order makes each (a, b) slice of ``out`` a
+    (tiles x channels) matrix for the GEMMs.
+    """
+    batch, channels, height, width = x.shape
+    alpha, size = left.shape
+    groups, channels_per_group = out.shape[2], out.shape[4]
+    strip = (tiles_w - 1) * step + size              # input columns that a row of tiles touches
+    for task in prange(batch * tiles_h):
+        n = task // tiles_h
+        th = task % tiles_h
+        rows = numpy.zeros((size, strip, channels), dtype=x.dtype)
+        for c in range(channels):
+            for i in range(size):
+                h = th * step - pad_h + i
+                if 0 <= h < height:
+                    for w in range(max(0, -pad_w), min(width, strip - pad_w)):
+                        rows[i, w + pad_w, c] = x[n, c, h, w]
+        half = numpy.empty((alpha, size, channels), dtype=x.dtype)
+        for tw in range(tiles_w):
+            t = task * tiles_w + tw
+            left_column = tw * step
+            # along i: half[a, j] = sum_i left[a, i] tile[i, j]   (zero coefficients skipped)
+            for a in range(alpha):
+                for j in range(size):
+                    for c in range(channels):
+                        half[a, j, c] = 0
+                    for i in range(size):
+                        coefficient = left[a, i]
+                        if coefficient != 0:
+                            for c in range(channels):
+                                half[a, j, c] += coefficient * rows[i, left_column + j, c]
+            # along j: out[a, b] = sum_j left[b, j] half[a, j]
+            for a in range(alpha):
+                for b in range(alpha):
+                    for g in range(groups):
+                        destination = out[a, b, g, t]
+                        for c in range(channels_per_group):
+                            destination[c] = 0
+                        for j in range(size):
+                            coefficient = left[b, j]
+                            if coefficient != 0:
+                                for c in range(channels_per_group):
+                                    destination[c] += coefficient * half[a, j, g * channels_per_group + c]
+
+
+@njit(cache=True, parallel=True)
+def _output_tiles_cpu(product, a_t, bias, y):
+    """y[n, g*O/G + o', th*m + i, tw*m + j] = bias + (A^T product[:, :, g, t, o'] A)[i, j], cropped to y.
+
+    product (alpha, alpha, G, n*tiles_h*tiles_w, O/G).  Organised like
+    ``_transform_tiles_cpu``: one task per row of tiles of one image, the
+    transform as loops over channels, the m x m results collected in a buffer
+    that is then copied into y one contiguous output row at a time.
+    """
+    batch, out_channels, out_h, out_w = y.shape
+    m, alpha = a_t.shape
+    groups, filters_per_group = product.shape[2], product.shape[4]
+    tiles_h = (out_h + m - 1) // m
+    tiles_w = (out_w + m - 1) // m
+    for task in prange(batch * tiles_h):
+        n = task // tiles_h
+        th = task % tiles_h
+        half = numpy.empty((m, alpha, out_channels), dtype=y.dtype)
+        result = numpy.empty(out_channels, dtype=y.dtype)
+        rows = numpy.empty((out_channels, m, tiles_w * m), dtype=y.dtype)
+        for tw in range(tiles_w):
+            t = task * tiles_w + tw
+            # along a: half[i, b] = sum_a A^T[i, a] product[a, b]
+            for i in range(m):
+                for b in range(alpha):
+                    for o in range(out_channels):
+                        half[i, b, o] = 0
+                    for a in range(alpha):
+                        coefficient = a_t[i, a]
+                        if coefficient != 0:
+                            for g in range(groups):
+                                source = product[a, b, g, t]
+                                for o in range(filters_per_group):
+                                    half[i, b, g * filters_per_group + o] += coefficient * source[o]
+            # along b: result = bias + sum_b A^T[j, b] half[i, b], into the tile's place in `rows`
+            for i in range(m):
+                for j in range(m):
+                    for o in range(out_channels):
+                        result[o] = bias[o]
+                    for b in range(alpha):
+                        coefficient = a_t[j, b]
+                        if coefficient != 0:
+                            for o in range(out_channels):
+                                result[o] += coefficient * half[i, b, o]
+                    for o in range(out_channels):
+                        rows[o, i, tw * m + j] = result[o]
+        for o in range(out_channels):
+            for i in range(min(m, out_h - th * m)):
+                for w in range(out_w):
+                    y[n, o, th * m + i, w] = rows[o, i, w]
+
+
+# ------------------------------------------------------------------ filters
+def _transform_filters(weight, g, groups):
+    """U[a, b, grp, c', o'] = (G weight[grp*O/G + o', c'] G^T)[a, b], shape (alpha, alpha, G, C/G, O/G).
+
+    One GEMM: with kron(G, G)[a*alpha + b, i*r + j] = G[a, i] G[b, j], the
+    flattened U is kron(G, G) @ weight.reshape(O*C/G, r*r)^T; one copy then puts
+    each group's (C/G, O/G) matrix in the order the GEMMs of the forward pass read.
+    """
+    out_channels, channels, r, _ = weight.shape
+    alpha = g.shape[0]
+    u = numpy.kron(g, g) @ weight.reshape(out_channels * channels, r * r).T
+    u = u.reshape(alpha, alpha, groups, out_channels // groups, channels)
+    return numpy.ascontiguousarray(u.transpose(0, 1, 2, 4, 3))
+
+
+def _filter_gradient(grad_u, g):
+    """dW[grp*O/G + o', c'] = G^T dU[:, :, grp, c', o'] G for dU of shape (alpha, alpha, G, C/G, O/G):
+    the adjoint of ``_transform_filters``."""
+    alpha, _, groups, channels, filters_per_group = grad_u.shape
+    r = g.shape[1]
+    per_filter = grad_u.transpose(0, 1, 2, 4, 3).reshape(alpha * alpha, groups * filters_per_group * channels)
+    grad_w = per_filter.T @ numpy.kron(g, g)
+    return numpy.ascontiguousarray(grad_w).reshape(groups * filters_per_group, channels, r, r)
+
+
+# ------------------------------------------------------------------ geometry
+#: output tiles m tried for an r x r kernel; alpha = m + r - 1 stays <= 7 (float32 accuracy, see Accuracy)
+_TILE_CANDIDATES = (2, 3, 4)
+#: below this many channels per group the GEMMs are too thin for Winograd to pay
+MIN_CHANNELS = 16
+
+
+def supports(x_shape, weight_shape, stride, padding, dilation, groups):
+    """True where F(m, r) applies and pays: square r x r kernel (r = 2..5), stride 1, dilation 1,
+    padding < r, at least ``MIN_CHANNELS`` input and output channels per group."""
+    _, channels, _, _ = x_shape
+    out_channels, _, kh, kw = weight_shape
+    return (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and max(padding) < kh and channels // groups >= MIN_CHANNELS
+            and out_channels // groups >= MIN_CHANNELS)
+
+
+def choose_tile(kernel_size, out_h, out_w):
+    """The output tile m for an r x r kernel and an OH x OW output.
+
+    Counts the multiplications per channel pair and image, alpha^2 * tiles_h * tiles_w
+    (tiles sticking out of the output are computed and thrown away), and takes the
+    smallest alpha within 10 % of the fewest: smaller tiles are more accurate and
+    their transforms cheaper.  AlexNet gets F(3, 5) for conv2 (27 = 9 x 3, no waste)
+    and F(3, 3) for conv3-5 (13 x 13).
+    """
+    costs = {}
+    for m in _TILE_CANDIDATES:
+        alpha = m + kernel_size - 1
+        if alpha <= 7:
+            costs[m] = alpha * alpha * (-(-out_h // m)) * (-(-out_w // m))
+    fewest = min(costs.values())
+    return min(m for m, cost in costs.items() if cost <= 1.1 * fewest)
+
+
+def _images_per_chunk(batch, bytes_per_image):
+    return max(1, min(batch, CHUNK_BYTES // max(1, bytes_per_image)))
+
+
+# ------------------------------------------------------------------ forward
+def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None):
+    """y = conv2d(x, weight, stride 1, padding) + bias by F(tile, r).  x (N, C, H, W), NumPy arrays.
+
+    Arguments are assumed validated by ``conv2d.conv2d_forward``.  Returns y (N, O, OH, OW).
+    """
+    batch, channels, height, width = x.shape
+    out_channels, channels_per_group, r, _ = weight.shape
+    pad_h, pad_w = padding
+    out_h, out_w = height + 2 * pad_h - r + 1, width + 2 * pad_w - r + 1
+    m = tile or choose_tile(r, out_h, out_w)
+    alpha = m + r - 1
+    tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
+    a_t, g, b_t = transform_matrices(m, r, x.dtype)
+    filters_per_group = out_channels // groups
+    u = _transform_filters(weight, g, groups)
+    bias = numpy.zeros(out_channels, x.dtype) if bias is None else bias
+    x = numpy.ascontiguousarray(x)
+    xp = get_array_module(x)                 # NumPy (the profiler hands in a timed stand-in)
+
+    y = numpy.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    chunk = _images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
+                              * x.dtype.itemsize)
+    for first in range(0, batch, chunk):
+        last = min(first + chunk, batch)
+        tiles = (last - first) * tiles_h * tiles_w
+        v = scratch("columns", (alpha, alpha, groups, tiles, channels_per_group), x.dtype)
+        _transform_tiles_cpu(x[first:last], b_t, m, pad_h, pad_w, tiles_h, tiles_w, v)
+        product = scratch("product", (alpha, alpha, groups, tiles, filters_per_group), x.dtype)
+        for a in range(alpha):
+            for b in range(alpha):
+                for group in range(groups):
+                    # M = V U: (tiles, C/G) @ (C/G, O/G), the sum over input channels
+                    xp.matmul(v[a, b, group], u[a, b, group], out=product[a, b, group])
+        _output_tiles_cpu(product, a_t, bias, y[first:last])
+    return y
+
+
+# ------------------------------------------------------------------ backward
+def _flipped_transposed_filters(weight, groups):
+    """W'[g*C/G + c, o', i, j] = W[g*O/G + o', c, r-1-i, r-1-j]: the filters of the input gradient."""
+    out_channels, channels_per_group, r, _ = weight.shape
+    per_group = weight.reshape(groups, out_channels // groups, channels_per_group, r, r)
+    flipped = per_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return numpy.ascontiguousarray(flipped).reshape(groups * channels_per_group, out_channels // groups, r, r)
+
+
+def winograd_conv2d_backward(grad_output, x, weight, padding, groups=1, tile=None,
+                             need_input_grad=True, need_weight_grad=True):
+    """(grad_input or None, grad_weight or None) of ``winograd_conv2d_forward`` (see Backward pass)."""
+    out_channels, channels_per_group, r, _ = weight.shape
+    pad_h, pad_w = padding
+    grad_output = numpy.ascontiguousarray(grad_output)
+    grad_input = grad_weight = None
+    if need_input_grad:
+        grad_input = winograd_conv2d_forward(grad_output, _flipped_transposed_filters(weight, groups), None,
+                                             (r - 1 - pad_h, r - 1 - pad_w), groups, tile)
+    if need_weight_grad:
+        batch, channels, _, _ = x.shape
+        out_h, out_w = grad_output.shape[2:]
+        m = tile or choose_tile(r, out_h, out_w)
+        alpha = m + r - 1
+        tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
+        a_t, g, b_t = transform_matrices(m, r, x.dtype)
+        a = numpy.ascontiguousarray(a_t.T)
+        filters_per_group = out_channels // groups
+        grad_u = numpy.zeros((alpha, alpha, groups, channels_per_group, filters_per_group), x.dtype)
+        partial = numpy.empty((channels_per_group, filters_per_group), x.dtype)
+        chunk = _images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
+                                  * x.dtype.itemsize)
+        x = numpy.ascontiguousarray(x)
+        xp = get_array_module(x)
+        for first in range(0, batch, chunk):
+            last = min(first + chunk, batch)
+            tiles = (last - first) * tiles_h * tiles_w
+            v = scratch("columns", (alpha, alpha, groups, tiles, channels_per_group), x.dtype)
+            _transform_tiles_cpu(x[first:last], b_t, m, pad_h, pad_w, tiles_h, tiles_w, v)
+            grad_m = scratch("product", (alpha, alpha, groups, tiles, filters_per_group), x.dtype)
+            _transform_tiles_cpu(grad_output[first:last], a, m, 0, 0, tiles_h, tiles_w, grad_m)
+            for i in range(alpha):
+                for j in range(alpha):
+                    for group in range(groups):
+                        # dU = V^T dM: (C/G, tiles) @ (tiles, O/G), the sum over all tiles
+                        if first == 0:
+                            xp.matmul(v[i, j, group].T, grad_m[i, j, group], out=grad_u[i, j, group])
+                        else:
+                            xp.matmul(v[i, j, group].T, grad_m[i, j, group], out=partial)
+                            grad_u[i, j, group] += partial
+        grad_weight = _filter_gradient(grad_u, g)
+    return grad_input, grad_weight
