@@ -21,12 +21,26 @@ exactly 0 (as PyTorch does).
 
 CPU and GPU
 -----------
-One comparison per element, written in array-module calls (``xp``) that NumPy
-and CuPy both have; CuPy runs each as an elementwise kernel that is already
-bandwidth-bound, so no hand-written kernel is needed.  ``max(x, 0)`` keeps
-NaN (like PyTorch).
+The forward pass is one array-module call (``xp.maximum``) that NumPy and CuPy
+both run as a single bandwidth-bound pass; ``max(x, 0)`` keeps NaN (like
+PyTorch).  The backward pass as array calls (``where(y > 0, dy, 0)``) makes
+two passes and a boolean temporary; on the CPU a numba loop does it in one
+parallel pass instead (AlexNet's seven ReLU backward passes took 112-131 ms of
+a batch-64 training step with ``where``).  CuPy fuses ``where`` well enough.
 """
+import numpy
+
 from tinynet.backend import get_array_module
+
+from ._numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def _relu_backward_cpu(grad_output, y, grad_input):
+    # flat, contiguous arrays of one length; `y > 0` is False for NaN, as in `where`
+    zero = grad_input.dtype.type(0)
+    for i in prange(grad_input.size):
+        grad_input[i] = grad_output[i] if y[i] > 0 else zero
 
 
 def relu_forward(x, out=None):
@@ -41,4 +55,10 @@ def relu_backward(grad_output, y):
         raise ValueError(f"relu backward: grad_output shape {tuple(grad_output.shape)} does not match "
                          f"the output shape {tuple(y.shape)}")
     xp = get_array_module(grad_output, y)
+    if xp is numpy and grad_output.size >= 4096:
+        grad_output = numpy.ascontiguousarray(grad_output)
+        grad_input = numpy.empty_like(grad_output)
+        _relu_backward_cpu(grad_output.reshape(-1), numpy.ascontiguousarray(y).reshape(-1),
+                           grad_input.reshape(-1))
+        return grad_input
     return xp.where(y > 0, grad_output, grad_output.dtype.type(0))

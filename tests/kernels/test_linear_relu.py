@@ -190,6 +190,23 @@ def test_relu_gradient_is_zero_at_zero_and_where_off_even_for_nan():
     np.testing.assert_array_equal(grad, [0.0, 0.0, 3.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_large_arrays_take_the_one_pass_loop(dtype):
+    """From 4096 elements the CPU backward is a numba loop: same results as `where`, for
+    NaN and inf gradients, NaN outputs, and non-contiguous inputs."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 7, 11, 13)).astype(dtype)
+    x[0, 0, 0, :3] = [0.0, np.nan, -0.0]
+    grad_output = rng.standard_normal(x.shape).astype(dtype)
+    grad_output[0, 1, 0, :2] = [np.nan, np.inf]
+    x[0, 1, 0, :2] = -1.0
+    y = relu_forward(x)
+    for grad, out in [(grad_output, y), (grad_output.transpose(0, 1, 3, 2), y.transpose(0, 1, 3, 2))]:
+        result = relu_backward(grad, out)
+        assert result.dtype == dtype and result.shape == grad.shape
+        np.testing.assert_array_equal(result, np.where(out > 0, grad, 0))
+
+
 def test_relu_in_place():
     x = np.array([[-1.0, 2.0], [3.0, -4.0]], dtype=np.float32)
     y = relu_forward(x, out=x)

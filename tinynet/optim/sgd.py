@@ -13,7 +13,9 @@ constant lr the two are the same up to the factor lr folded into v; PyTorch's
 form (used here) keeps v independent of lr, which matters when the schedule
 divides lr by 10.
 """
+from ..backend import get_array_module
 from ..function import no_grad
+from ..kernels.sgd_update import sgd_update
 from .optimizer import Optimizer
 
 
@@ -34,16 +36,14 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
-                if weight_decay:
-                    g = g + weight_decay * p.data
+                velocity, first_step = None, False
                 if momentum:
                     state = self.state.setdefault(id(p), {})
                     velocity = state.get("momentum_buffer")
                     if velocity is None:
-                        velocity = state["momentum_buffer"] = g.copy()
-                    else:
-                        velocity *= momentum
-                        velocity += (1 - dampening) * g
-                    g = g + momentum * velocity if nesterov else velocity
-                p.data -= lr * g
+                        xp = get_array_module(p.data)
+                        velocity = state["momentum_buffer"] = xp.empty_like(p.data)
+                        first_step = True
+                # one fused pass over p, its gradient and its velocity (kernels/sgd_update.py)
+                sgd_update(p.data, p.grad.data, velocity, lr, momentum, dampening, weight_decay,
+                           nesterov, first_step)
