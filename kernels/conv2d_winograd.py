@@ -318,16 +318,25 @@ def _filter_gradient(grad_u, g):
 _TILE_CANDIDATES = (2, 3, 4)
 #: below this many channels per group the GEMMs are too thin for Winograd to pay
 MIN_CHANNELS = 16
+#: below this many output tiles per call (batch x tiles per image) the GEMMs are too short to pay:
+#: at batch 1, 13 x 13 (25 tiles) im2col took 4.8-6.9 ms per AlexNet layer and Winograd 8.3-12.3 ms;
+#: from about 150 tiles Winograd was faster on every layer (2 threads)
+MIN_TILES = 128
 
 
 def supports(x_shape, weight_shape, stride, padding, dilation, groups):
     """True where F(m, r) applies and pays: square r x r kernel (r = 2..5), stride 1, dilation 1,
-    padding < r, at least ``MIN_CHANNELS`` input and output channels per group."""
-    _, channels, _, _ = x_shape
+    padding < r, at least ``MIN_CHANNELS`` input and output channels per group and
+    ``MIN_TILES`` output tiles in the batch."""
+    batch, channels, height, width = x_shape
     out_channels, _, kh, kw = weight_shape
-    return (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+    if not (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and max(padding) < kh and channels // groups >= MIN_CHANNELS
-            and out_channels // groups >= MIN_CHANNELS)
+            and out_channels // groups >= MIN_CHANNELS):
+        return False
+    out_h, out_w = height + 2 * padding[0] - kh + 1, width + 2 * padding[1] - kw + 1
+    m = choose_tile(kh, out_h, out_w)
+    return batch * (-(-out_h // m)) * (-(-out_w // m)) >= MIN_TILES
 
 
 def choose_tile(kernel_size, out_h, out_w):

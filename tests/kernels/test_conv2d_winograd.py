@@ -142,12 +142,13 @@ def test_float32_accuracy_against_float64(channels, size, out_channels, r, pad):
 
 # ------------------------------------------------------------------ dispatch from conv2d
 def test_conv2d_dispatch_and_set_algorithm():
-    x_shape, weight_shape = (2, 32, 13, 13), (48, 32, 3, 3)
+    x_shape, weight_shape = (6, 32, 13, 13), (48, 32, 3, 3)        # 6 images x 25 tiles of 3 x 3
     assert conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (1, 1), 1)
+    assert not conv2d_module._uses_winograd(np, (1, 32, 13, 13), weight_shape, (1, 1), (1, 1), (1, 1), 1)
     assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (2, 2), (1, 1), (1, 1), 1)   # stride
     assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (2, 2), 1)   # dilation
     assert not conv2d_module._uses_winograd(np, x_shape, (48, 32, 11, 11), (1, 1), (1, 1), (1, 1), 1)
-    assert not conv2d_module._uses_winograd(np, (2, 3, 13, 13), (48, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    assert not conv2d_module._uses_winograd(np, (6, 3, 13, 13), (48, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1)
     previous = conv2d_module.set_algorithm("im2col")
     try:
         assert previous == "auto"
@@ -160,10 +161,11 @@ def test_conv2d_dispatch_and_set_algorithm():
 
 def test_conv2d_gives_the_same_gradients_with_either_algorithm():
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((3, 32, 9, 8))
+    x = rng.standard_normal((12, 32, 13, 12))
     weight = rng.standard_normal((32, 16, 3, 3))
     bias = rng.standard_normal(32)
-    grad_output = rng.standard_normal((3, 32, 9, 8))
+    grad_output = rng.standard_normal((12, 32, 13, 12))
+    assert conv2d_module._uses_winograd(np, x.shape, weight.shape, (1, 1), (1, 1), (1, 1), 2)
     results = {}
     for algorithm in ("im2col", "auto"):
         previous = conv2d_module.set_algorithm(algorithm)
@@ -181,7 +183,7 @@ def test_alexnet_shapes_match_torch_in_float32():
     with fewer images and channels, through conv2d's automatic choice (Winograd)."""
     torch = pytest.importorskip("torch", reason="torch is the test oracle for conv2d")
     rng = np.random.default_rng(2)
-    for x_shape, weight_shape, pad, groups in [((2, 32, 13, 13), (48, 32, 3, 3), 1, 1),
+    for x_shape, weight_shape, pad, groups in [((6, 32, 13, 13), (48, 32, 3, 3), 1, 1),
                                                ((2, 64, 27, 27), (64, 32, 5, 5), 2, 2)]:
         assert conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (pad, pad), (1, 1), groups)
         x = rng.standard_normal(x_shape).astype(np.float32)
