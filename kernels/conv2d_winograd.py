@@ -202,12 +202,15 @@ def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
         n = task // tiles_h
         th = task % tiles_h
         rows = numpy.zeros((size, strip, channels), dtype=x.dtype)
-        for c in range(channels):
-            for i in range(size):
-                h = th * step - pad_h + i
-                if 0 <= h < height:
-                    for w in range(max(0, -pad_w), min(width, strip - pad_w)):
-                        rows[i, w + pad_w, c] = x[n, c, h, w]
+        for i in range(size):
+            h = th * step - pad_h + i
+            if 0 <= h < height:
+                for w in range(max(0, -pad_w), min(width, strip - pad_w)):
+                    # a strided gather across channels, written contiguously: the lines it
+                    # reads stay in L1 for the next w, where writes across channels would not
+                    target = rows[i, w + pad_w]
+                    for c in range(channels):
+                        target[c] = x[n, c, h, w]
         half = numpy.empty((alpha, size, channels), dtype=x.dtype)
         for tw in range(tiles_w):
             t = task * tiles_w + tw
@@ -254,8 +257,7 @@ def _output_tiles_cpu(product, a_t, bias, y):
         n = task // tiles_h
         th = task % tiles_h
         half = numpy.empty((m, alpha, out_channels), dtype=y.dtype)
-        result = numpy.empty(out_channels, dtype=y.dtype)
-        rows = numpy.empty((out_channels, m, tiles_w * m), dtype=y.dtype)
+        rows = numpy.empty((m, tiles_w * m, out_channels), dtype=y.dtype)
         for tw in range(tiles_w):
             t = task * tiles_w + tw
             # along a: half[i, b] = sum_a A^T[i, a] product[a, b]
@@ -270,9 +272,10 @@ def _output_tiles_cpu(product, a_t, bias, y):
                                 source = product[a, b, g, t]
                                 for o in range(filters_per_group):
                                     half[i, b, g * filters_per_group + o] += coefficient * source[o]
-            # along b: result = bias + sum_b A^T[j, b] half[i, b], into the tile's place in `rows`
+            # along b: bias + sum_b A^T[j, b] half[i, b], into the tile's place in the row buffer
             for i in range(m):
                 for j in range(m):
+                    result = rows[i, tw * m + j]
                     for o in range(out_channels):
                         result[o] = bias[o]
                     for b in range(alpha):
@@ -280,27 +283,40 @@ def _output_tiles_cpu(product, a_t, bias, y):
                         if coefficient != 0:
                             for o in range(out_channels):
                                 result[o] += coefficient * half[i, b, o]
-                    for o in range(out_channels):
-                        rows[o, i, tw * m + j] = result[o]
-        for o in range(out_channels):
-            for i in range(min(m, out_h - th * m)):
+        # channels-last buffer -> NCHW rows: strided reads that stay in L1, contiguous writes
+        for i in range(min(m, out_h - th * m)):
+            for o in range(out_channels):
                 for w in range(out_w):
-                    y[n, o, th * m + i, w] = rows[o, i, w]
+                    y[n, o, th * m + i, w] = rows[i, w, o]
 
 
 # ------------------------------------------------------------------ filters
-def _transform_filters(weight, g, groups):
-    """U[a, b, grp, c', o'] = (G weight[grp*O/G + o', c'] G^T)[a, b], shape (alpha, alpha, G, C/G, O/G).
+def _transform_filters(weight, g, groups, for_input_gradient=False):
+    """The filters in the Winograd domain, laid out as the GEMMs read them.
 
-    One GEMM: with kron(G, G)[a*alpha + b, i*r + j] = G[a, i] G[b, j], the
-    flattened U is kron(G, G) @ weight.reshape(O*C/G, r*r)^T; one copy then puts
-    each group's (C/G, O/G) matrix in the order the GEMMs of the forward pass read.
+    Forward: U[a, b, grp, c', o'] = (G weight[grp*O/G + o', c'] G^T)[a, b], shape (alpha, alpha, G, C/G, O/G).
+    One GEMM does all of it: with kron(G, G)[a*alpha + b, i*r + j] = G[a, i] G[b, j],
+    U flattened is kron(G, G) @ w^T where w lists each filter's r*r taps as a row,
+    in (group, input channel, output channel) order (a transposing copy of the
+    weight, which is smaller than U).
+
+    ``for_input_gradient``: the filters of the input gradient, W'[c, o] = W[o, c]
+    flipped in space (see Backward pass), as (alpha, alpha, G, O/G, C/G).  The
+    weight's own (output, input) order is already the right one here, and the flip
+    reverses the r*r taps, which is the same as reversing the columns of kron(G, G).
     """
     out_channels, channels, r, _ = weight.shape
     alpha = g.shape[0]
-    u = numpy.kron(g, g) @ weight.reshape(out_channels * channels, r * r).T
-    u = u.reshape(alpha, alpha, groups, out_channels // groups, channels)
-    return numpy.ascontiguousarray(u.transpose(0, 1, 2, 4, 3))
+    taps = weight.reshape(groups, out_channels // groups, channels, r * r)
+    kron = numpy.kron(g, g)
+    if for_input_gradient:
+        kron = kron[:, ::-1]
+        layout = (alpha, alpha, groups, out_channels // groups, channels)
+    else:
+        taps = taps.transpose(0, 2, 1, 3)
+        layout = (alpha, alpha, groups, channels, out_channels // groups)
+    taps = numpy.ascontiguousarray(taps).reshape(-1, r * r)
+    return (kron @ taps.T).reshape(layout)
 
 
 def _filter_gradient(grad_u, g):
@@ -308,8 +324,8 @@ def _filter_gradient(grad_u, g):
     the adjoint of ``_transform_filters``."""
     alpha, _, groups, channels, filters_per_group = grad_u.shape
     r = g.shape[1]
-    per_filter = grad_u.transpose(0, 1, 2, 4, 3).reshape(alpha * alpha, groups * filters_per_group * channels)
-    grad_w = per_filter.T @ numpy.kron(g, g)
+    grad_taps = grad_u.reshape(alpha * alpha, -1).T @ numpy.kron(g, g)       # rows (grp, c', o')
+    grad_w = grad_taps.reshape(groups, channels, filters_per_group, r * r).transpose(0, 2, 1, 3)
     return numpy.ascontiguousarray(grad_w).reshape(groups * filters_per_group, channels, r, r)
 
 
@@ -362,13 +378,17 @@ def _images_per_chunk(batch, bytes_per_image):
 
 
 # ------------------------------------------------------------------ forward
-def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None):
+def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _input_gradient=False):
     """y = conv2d(x, weight, stride 1, padding) + bias by F(tile, r).  x (N, C, H, W), NumPy arrays.
 
     Arguments are assumed validated by ``conv2d.conv2d_forward``.  Returns y (N, O, OH, OW).
+    (``_input_gradient``: convolve with the flipped, channel-swapped filters of the
+    backward pass instead, without building them.)
     """
     batch, channels, height, width = x.shape
     out_channels, channels_per_group, r, _ = weight.shape
+    if _input_gradient:
+        out_channels, channels_per_group = channels_per_group * groups, out_channels // groups
     pad_h, pad_w = padding
     out_h, out_w = height + 2 * pad_h - r + 1, width + 2 * pad_w - r + 1
     m = tile or choose_tile(r, out_h, out_w)
@@ -376,7 +396,7 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None):
     tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
     a_t, g, b_t = transform_matrices(m, r, x.dtype)
     filters_per_group = out_channels // groups
-    u = _transform_filters(weight, g, groups)
+    u = _transform_filters(weight, g, groups, _input_gradient)
     bias = numpy.zeros(out_channels, x.dtype) if bias is None else bias
     x = numpy.ascontiguousarray(x)
     xp = get_array_module(x)                 # NumPy (the profiler hands in a timed stand-in)
@@ -400,14 +420,6 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None):
 
 
 # ------------------------------------------------------------------ backward
-def _flipped_transposed_filters(weight, groups):
-    """W'[g*C/G + c, o', i, j] = W[g*O/G + o', c, r-1-i, r-1-j]: the filters of the input gradient."""
-    out_channels, channels_per_group, r, _ = weight.shape
-    per_group = weight.reshape(groups, out_channels // groups, channels_per_group, r, r)
-    flipped = per_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-    return numpy.ascontiguousarray(flipped).reshape(groups * channels_per_group, out_channels // groups, r, r)
-
-
 def winograd_conv2d_backward(grad_output, x, weight, padding, groups=1, tile=None,
                              need_input_grad=True, need_weight_grad=True):
     """(grad_input or None, grad_weight or None) of ``winograd_conv2d_forward`` (see Backward pass)."""
@@ -416,8 +428,8 @@ def winograd_conv2d_backward(grad_output, x, weight, padding, groups=1, tile=Non
     grad_output = numpy.ascontiguousarray(grad_output)
     grad_input = grad_weight = None
     if need_input_grad:
-        grad_input = winograd_conv2d_forward(grad_output, _flipped_transposed_filters(weight, groups), None,
-                                             (r - 1 - pad_h, r - 1 - pad_w), groups, tile)
+        grad_input = winograd_conv2d_forward(grad_output, weight, None, (r - 1 - pad_h, r - 1 - pad_w),
+                                             groups, tile, _input_gradient=True)
     if need_weight_grad:
         batch, channels, _, _ = x.shape
         out_h, out_w = grad_output.shape[2:]
