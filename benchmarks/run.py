@@ -125,6 +125,9 @@ def set_thread_environment(threads):
     # (kernels/_numba.py); use it for both.  Standalone torch with its default (spinning) policy
     # measured 5-10 % faster here: see benchmarks/README.md.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # tinynet's default too (tinynet/__init__.py), but OpenBLAS reads it when NumPy loads it: set it
+    # here, before NumPy is imported.  torch (MKL, oneDNN) does not use OpenBLAS.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 def _openblas_libraries():
@@ -890,8 +893,8 @@ def bench_memory(args, table, results, headlines):
               note="incl. weights, momentum, libraries")
     scratch = out["tinynet"].get("conv_scratch_bytes")
     if scratch is not None:
-        table.add(f"  of which tinynet conv scratch (im2col)", "MiB", scratch / mib, None, float("nan"),
-                  note="column matrix + GEMM product, kept between calls")
+        table.add("  of which tinynet conv scratch", "MiB", scratch / mib, None, float("nan"),
+                  note="im2col columns or Winograd tiles + GEMM product, kept between calls")
     headlines.append(f"peak memory train_step b={b} {s}px: tinynet {t:.0f} MiB, torch {r:.0f} MiB, "
                      f"ratio {t / r:.2f} (process peak {tp:.0f} vs {rp:.0f} MiB)")
     print("  " + headlines[-1], flush=True)

@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+import tinynet  # before NumPy: it sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tinynet  # noqa: E402
 from tinynet import backend, optim  # noqa: E402
 from tinynet.data import DataLoader, ImageFolder, NoImagesError, Subset, train_val_split  # noqa: E402
 from tinynet.data import transforms as T  # noqa: E402

@@ -26,12 +26,12 @@ import os
 import sys
 import warnings
 
+import tinynet  # before NumPy: it sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tinynet  # noqa: E402
 from tinynet.data import BadImageError, ImageFolder, load_image  # noqa: E402
 from tinynet.data import transforms as T  # noqa: E402
 from visualize_filters import load_alexnet  # noqa: E402

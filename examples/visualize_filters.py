@@ -24,12 +24,12 @@ import math
 import os
 import sys
 
+import tinynet  # before NumPy: it sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tinynet  # noqa: E402
 from alexnet import AlexNet  # noqa: E402
 
 
