@@ -50,10 +50,11 @@ dY_mat[o, (n*OH + oh)*OW + ow] = dY[n, o, oh, ow], and its group blocks dY_g:
 
 Winograd for small stride-1 kernels
 -----------------------------------
-On the CPU, stride-1 undilated convolutions with 2x2 to 5x5 kernels and at least
-16 channels per group (AlexNet's conv2-conv5, all of VGG's and most of ResNet's)
-go through ``conv2d_winograd.py`` instead, which needs 2.3-4.6x fewer
-multiplications; see ``set_algorithm`` to force im2col + GEMM everywhere.
+On the CPU, stride-1 undilated convolutions with 2x2 to 5x5 kernels, at least
+16 channels per group and enough images to make 128 output tiles (AlexNet's
+conv2-conv5 from batch 2 or so, VGG's layers, most of ResNet's) go through
+``conv2d_winograd.py`` instead, which needs 2.4-4.6x fewer multiplications on
+AlexNet's layers; ``set_algorithm`` forces im2col + GEMM everywhere.
 
 Memory: a chunk of images at a time
 -----------------------------------
@@ -115,7 +116,8 @@ def set_algorithm(name):
     """Choose how CPU convolutions are computed; returns the previous choice.
 
     * ``"auto"`` (default): Winograd F(m, r) (``conv2d_winograd.py``) where it applies and
-      pays -- stride-1, undilated 3x3 to 5x5 kernels with at least 16 channels per group --
+      pays -- float32/float64, stride 1, undilated square 2x2 to 5x5 kernels, at least 16
+      channels per group and 128 output tiles per call (``conv2d_winograd.supports``) --
       and im2col + GEMM everywhere else;
     * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate);
     * ``"winograd"``: the same as "auto" (Winograd wherever it applies).
@@ -130,10 +132,11 @@ def set_algorithm(name):
     return previous
 
 
-def _uses_winograd(xp, x_shape, weight_shape, stride, padding, dilation, groups):
+def _uses_winograd(xp, x_shape, weight_shape, stride, padding, dilation, groups, dtype=numpy.float32):
     if _algorithm not in _ALGORITHMS:
         raise ValueError(f"TINYNET_CONV_ALGORITHM must be one of {_ALGORITHMS}, got {_algorithm!r}")
-    return (xp is numpy and _algorithm != "im2col"
+    # float16 and other types stay on im2col: the transforms' arithmetic wants float32 or float64
+    return (xp is numpy and _algorithm != "im2col" and numpy.dtype(dtype) in (numpy.float32, numpy.float64)
             and conv2d_winograd.supports(x_shape, weight_shape, stride, padding, dilation, groups))
 
 
@@ -215,7 +218,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     xp = get_array_module(x, weight, bias)
     x = xp.ascontiguousarray(x)                  # so that x[n0:n1] is a contiguous chunk
     saved = (x, weight, bias is not None, stride, padding, dilation, groups)
-    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups):
+    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups, x.dtype):
         return conv2d_winograd.winograd_conv2d_forward(x, weight, bias, padding, groups), saved
     batch = x.shape[0]
     out_channels = weight.shape[0]
@@ -267,7 +270,7 @@ def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=T
     expected = (batch, out_channels, out_h, out_w)
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"{_OP}: expected grad_output of shape {expected}, got shape {tuple(grad_output.shape)}")
-    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups):
+    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups, x.dtype):
         grad_input, grad_weight = conv2d_winograd.winograd_conv2d_backward(
             grad_output, x, weight, padding, groups,
             need_input_grad=need_input_grad, need_weight_grad=need_weight_grad)

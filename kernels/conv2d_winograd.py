@@ -10,12 +10,17 @@ block of input with only (m+r-1)^2 multiplications per channel pair:
 
     kernel   tile F(m, r)   multiplications per output   saving
     3x3      F(2, 3)        16/4  = 4      (instead of 9)    2.25x
-    3x3      F(4, 3)        36/16 = 2.25   (instead of 9)    4x
-    5x5      F(2, 5)        36/4  = 9      (instead of 25)   2.8x
+    3x3      F(3, 3)        25/9  = 2.78   (instead of 9)    3.24x   AlexNet conv3-5 (13 x 13)
+    3x3      F(4, 3)        36/16 = 2.25   (instead of 9)    4x      VGG, ResNet
+    5x5      F(2, 5)        36/4  = 9      (instead of 25)   2.78x
+    5x5      F(3, 5)        49/9  = 5.44   (instead of 25)   4.59x   AlexNet conv2 (27 x 27)
+
+(before the tiles that stick out of the output are counted: 13 x 13 needs
+5 x 5 tiles of 3, computing 15 x 15 outputs).
 
 Those multiplications are still one big GEMM per tile position, so the saving
 reaches the GEMMs that dominate a CNN's time, and the transforms around them
-are cheap, memory-bound passes that replace im2col (the transformed input is
+are memory-bound passes that replace im2col (the transformed input is
 (m+r-1)^2/m^2 times the input, im2col's columns r^2 times).
 
 One dimension: F(m, r)
@@ -54,15 +59,22 @@ Nesting the 1-D algorithm along rows and columns, an m x m output tile is
 
     Y = A^T [ sum_c (G g_c G^T) * (B^T d_c B) ] A        (d_c: the alpha x alpha input tile of channel c)
 
-Write U[a, b, o, c] = (G g_{o,c} G^T)[a, b] (the filters, transformed once per
-call) and V[a, b, c, t] = (B^T d_{c,t} B)[a, b] for every tile t = (n, th, tw)
+Write U[a, b, c, o] = (G g_{o,c} G^T)[a, b] (the filters, transformed once per
+call) and V[a, b, t, c] = (B^T d_{c,t} B)[a, b] for every tile t = (n, th, tw)
 of every image.  The sum over channels is then, for each of the alpha^2
 positions (a, b), a matrix product
 
-    M[a, b] = U[a, b] @ V[a, b]         (O, C) @ (C, T) -> (O, T)     (one GEMM per group)
+    M[a, b] = V[a, b] @ U[a, b]         (T, C) @ (C, O) -> (T, O)     (one GEMM per group)
 
-and Y_{o,t} = A^T M[:, :, o, t] A.  Output tiles that stick out past the edge
-of the output are computed on zero-padded input and cropped.
+and Y_{o,t} = A^T M[:, :, t, o] A.  Output tiles that stick out past the edge
+of the output are computed on zero-padded input and cropped.  (With groups,
+each group's channels form their own V, U and M blocks: the arrays are
+(alpha, alpha, G, T, C/G) and (alpha, alpha, G, C/G, O/G).)
+
+Channels are the last, contiguous axis of V and M ("channels last"), although
+x and y are NCHW: the tile transforms then run their arithmetic as loops over
+hundreds of channels, where loops along a row of tiles would be as short as
+the 5 tiles of a 13 x 13 image.
 
 Backward pass
 -------------
@@ -79,18 +91,18 @@ Backward pass
 Accuracy
 --------
 The transforms add and subtract values of different sizes, so float32 results
-differ from im2col's by more than rounding: on AlexNet's layers about 1e-6
-relative for F(2, 3), a few 1e-6 for F(4, 3) and F(2, 5) (``tests`` measure it
-against float64).  That is the accuracy cuDNN's and oneDNN's Winograd
-convolutions trade for their speed; training is not affected.
+carry more rounding than im2col's.  Largest error relative to the largest
+output, against float64, at AlexNet's layer shapes: im2col 4-6e-7, F(2, 3)
+~1e-6, F(3, 3) 6-7e-6, F(4, 3) 1-2e-5, F(2, 5) and F(3, 5) 0.5-1.7e-5 (the tests
+bound it at 1e-4).  cuDNN's and oneDNN's Winograd convolutions make the same
+trade.  ``choose_tile`` keeps alpha <= 7 for this reason.
 
 CPU only
 --------
-The tile transforms are numba loops parallel over channels; each walks its
-tiles row by row so that the inner loops run along contiguous memory.  The GPU
-path of ``conv2d`` keeps im2col + cuBLAS (cuBLAS is so fast there that the
-memory-bound transforms would not pay for themselves at these sizes), so this
-module has no CUDA kernels.
+The tile transforms are numba loops, one task per row of tiles of one image.
+The GPU path of ``conv2d`` keeps im2col + cuBLAS: Winograd there would need
+CUDA transform kernels, and no GPU has been available to measure whether they
+pay, so this module has none.
 """
 from fractions import Fraction
 from functools import lru_cache

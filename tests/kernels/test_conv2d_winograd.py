@@ -145,6 +145,7 @@ def test_conv2d_dispatch_and_set_algorithm():
     x_shape, weight_shape = (6, 32, 13, 13), (48, 32, 3, 3)        # 6 images x 25 tiles of 3 x 3
     assert conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (1, 1), 1)
     assert not conv2d_module._uses_winograd(np, (1, 32, 13, 13), weight_shape, (1, 1), (1, 1), (1, 1), 1)
+    assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (1, 1), 1, np.float16)
     assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (2, 2), (1, 1), (1, 1), 1)   # stride
     assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (2, 2), 1)   # dilation
     assert not conv2d_module._uses_winograd(np, x_shape, (48, 32, 11, 11), (1, 1), (1, 1), (1, 1), 1)
