@@ -44,8 +44,8 @@ the bilinear algorithm gives
     A^T = E_m^T,   G = E_r,   B^T = (V^{-1})^T.
 
 ``transform_matrices(m, r)`` builds the three matrices this way, exactly in
-rational arithmetic, with the points 0, 1, -1, 2, -2, 1/2, -1/2, ... (small
-numbers keep float32 rounding small), then moves a scale factor from each row
+rational arithmetic, with the points 0, 1, -1, 1/2, -1/2, 2, -2, 1/3, ... (numbers
+near 1 keep float32 rounding small), then moves a scale factor from each row
 of B^T to the same row of G so that B^T has coprime integer entries.  For
 F(2, 3) this reproduces the matrices of Lavin & Gray (up to signs):
 
@@ -104,6 +104,7 @@ The GPU path of ``conv2d`` keeps im2col + cuBLAS: Winograd there would need
 CUDA transform kernels, and no GPU has been available to measure whether they
 pay, so this module has none.
 """
+import math
 from fractions import Fraction
 from functools import lru_cache
 
@@ -165,22 +166,12 @@ def _exact_matrices(m, r):
     b_t = [[v_inverse[j][i] for j in range(alpha)] for i in range(alpha)]
     for row in range(alpha):
         # B^T[row] / s has coprime integer entries; G[row] * s keeps the product unchanged
-        denominators = 1
-        for value in b_t[row]:
-            denominators = denominators * value.denominator // _gcd(denominators, value.denominator)
-        numerators = 0
-        for value in b_t[row]:
-            numerators = _gcd(numerators, abs(value.numerator * denominators // value.denominator))
+        denominators = math.lcm(*(value.denominator for value in b_t[row]))
+        numerators = math.gcd(*(value.numerator * denominators // value.denominator for value in b_t[row]))
         scale = Fraction(numerators, denominators)
         b_t[row] = [value / scale for value in b_t[row]]
         g[row] = [value * scale for value in g[row]]
     return a_t, g, b_t
-
-
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def transform_matrices(m, r, dtype=numpy.float64):
