@@ -64,7 +64,9 @@ def winograd_configs(draw):
     width = draw(st.integers(max(1, r - 2 * pad[1]), 9))
     return dict(batch=draw(st.integers(1, 3)), channels=groups * draw(st.integers(1, 3)),
                 out_channels=groups * draw(st.integers(1, 3)), height=height, width=width, r=r,
-                padding=pad, groups=groups, tile=draw(st.sampled_from([None, 1, 2, 3, 4])),
+                padding=pad, groups=groups,
+                # explicit tiles as large as choose_tile allows (alpha <= 7), and its own choice
+                tile=draw(st.sampled_from([None] + [m for m in (1, 2, 3, 4) if m + r - 1 <= 7])),
                 with_bias=draw(st.booleans()))
 
 
@@ -97,9 +99,11 @@ def test_backward_matches_numerical_gradients(config, seed):
         return winograd.winograd_conv2d_forward(x, weight, bias, padding, groups, tile)
     grad_output = np.random.default_rng(seed + 1).standard_normal(forward().shape)
     grad_input, grad_weight = winograd.winograd_conv2d_backward(grad_output, x, weight, padding, groups, tile)
-    np.testing.assert_allclose(grad_input, numerical_gradient(forward, x, grad_output), rtol=1e-6, atol=1e-7)
+    # central differences carry ~1e-7 of rounding here (outputs of size ~10, eps 1e-6, and the
+    # transforms' own float64 rounding), so the bound is absolute 1e-6 on gradients of size ~1-10
+    np.testing.assert_allclose(grad_input, numerical_gradient(forward, x, grad_output), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grad_weight, numerical_gradient(forward, weight, grad_output),
-                               rtol=1e-6, atol=1e-7)
+                               rtol=1e-6, atol=1e-6)
     only_weight = winograd.winograd_conv2d_backward(grad_output, x, weight, padding, groups, tile,
                                                     need_input_grad=False)
     assert only_weight[0] is None
