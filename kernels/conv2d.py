@@ -108,7 +108,7 @@ _OP = "conv2d"
 
 
 # ------------------------------------------------------------------ which algorithm
-_ALGORITHMS = ("auto", "im2col", "winograd")
+_ALGORITHMS = ("auto", "im2col")
 _algorithm = os.environ.get("TINYNET_CONV_ALGORITHM", "auto")
 
 
@@ -119,8 +119,7 @@ def set_algorithm(name):
       pays -- float32/float64, stride 1, undilated square 2x2 to 5x5 kernels, at least 16
       channels per group and 128 output tiles per call (``conv2d_winograd.supports``) --
       and im2col + GEMM everywhere else;
-    * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate);
-    * ``"winograd"``: the same as "auto" (Winograd wherever it applies).
+    * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate).
 
     The GPU path always uses im2col + cuBLAS.  The environment variable
     ``TINYNET_CONV_ALGORITHM`` sets the initial choice.

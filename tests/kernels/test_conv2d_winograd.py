@@ -164,6 +164,14 @@ def test_conv2d_dispatch_and_set_algorithm():
         conv2d_module.set_algorithm(previous)
 
 
+def test_a_bad_algorithm_in_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setattr(conv2d_module, "_algorithm", "winograd-please")      # as if read from the env
+    x = np.ones((1, 2, 5, 5), np.float32)
+    with pytest.raises(ValueError, match=r"TINYNET_CONV_ALGORITHM must be one of \('auto', 'im2col'\), "
+                                         r"got 'winograd-please'"):
+        conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32))
+
+
 def test_conv2d_gives_the_same_gradients_with_either_algorithm():
     rng = np.random.default_rng(11)
     x = rng.standard_normal((12, 32, 13, 12))
