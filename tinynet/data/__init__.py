@@ -21,6 +21,7 @@ from .image_folder import (IMG_EXTENSIONS, BadImageError, ImageFolder, NoImagesE
                            UnreadableImageWarning, load_image, stratified_indices,
                            stratified_subset, train_val_split)
 from .loader import DataLoader, default_collate, sample_rng
+from .mnist import IDXError, MNIST, MNISTNotFoundError, load_mnist, read_idx
 from .transforms import (CenterCrop, Compose, Normalize, PCAColorAugmentation, RandomCrop,
                          RandomHorizontalFlip, RandomResizedCrop, Resize, TenCrop, ToArray,
                          compute_mean_std, compute_rgb_pca, compute_rgb_stats)
@@ -32,5 +33,5 @@ __all__ = [
     "IMG_EXTENSIONS", "DataLoader", "default_collate", "sample_rng", "Compose", "Resize",
     "RandomCrop", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip", "ToArray",
     "Normalize", "PCAColorAugmentation", "TenCrop", "compute_rgb_pca", "compute_mean_std",
-    "compute_rgb_stats",
+    "compute_rgb_stats", "MNIST", "IDXError", "MNISTNotFoundError", "load_mnist", "read_idx",
 ]
