@@ -14,16 +14,48 @@ The layer list of the lecture notes, for a 227x227x3 input:
     [6x6x256]    MAX POOL3  3x3 at stride 2                     (13-3)/2+1 = 6
     [4096]       FC6, [4096] FC7, [num_classes] FC8
 
-ReLU follows every convolution and hidden FC layer; dropout (p=0.5) comes
-before FC6 and FC7.  An adaptive average pool to 6x6 sits before the
-classifier (as in torchvision): it does nothing at 227 px, and lets smaller
-inputs (from 67 px: (67-11)/4+1 = 15 -> 7 -> 3 -> 1) run, for quick training on a CPU.
+ReLU follows every convolution and hidden FC layer.  An adaptive average pool
+to 6x6 sits before the classifier (as in torchvision): it does nothing at
+227 px, and lets smaller inputs (from 67 px: (67-11)/4+1 = 15 -> 7 -> 3 -> 1)
+run, for quick training on a CPU.
 
 ``groups=2`` splits CONV2, CONV4 and CONV5 into two halves that see only half
 of the previous layer's channels -- the paper's two-GPU layout.
 
-Parameter counts: 62,378,344 (1000 classes), 58,289,538 (2 classes),
-60,965,224 (1000 classes, groups=2).
+Layouts: where NORM and dropout sit
+-----------------------------------
+The notes, CaffeNet and torchvision differ from the paper in two places; both
+are options, the defaults are what the README's real run used.
+
+``norm_position`` -- the order of pooling and normalisation in blocks 1 and 2:
+
+* ``"after_pool"`` (default; the notes and CaffeNet):
+  conv1 -> relu1 -> pool1 -> norm1,  conv2 -> relu2 -> pool2 -> norm2
+* ``"before_pool"`` (the paper, section 3.5: "max-pooling layers follow both
+  response-normalization layers"; cuda-convnet's ImageNet configs):
+  conv1 -> relu1 -> norm1 -> pool1,  conv2 -> relu2 -> norm2 -> pool2
+
+``dropout_placement`` -- which values dropout silences:
+
+* ``"torchvision"`` (default): the *inputs* of FC6 and FC7,
+  flatten -> dropout6 -> fc6 -> relu6 -> dropout7 -> fc7 -> relu7 -> fc8
+  (so dropout6 drops the 9,216 pooled features);
+* ``"paper"`` (the paper, section 4.2, and Caffe's reference model
+  fc6 -> relu6 -> drop6): the *outputs* of FC6 and FC7, after their ReLUs,
+  flatten -> fc6 -> relu6 -> dropout6 -> fc7 -> relu7 -> dropout7 -> fc8.
+
+``lrn_alpha_scaled_by_size`` -- False (default) multiplies the plain sum of
+squares by alpha = 1e-4, as the paper's formula is written; True divides alpha
+by the size n = 5 first, as Caffe, PyTorch and Krizhevsky's own cuda-convnet
+do (cuda-convnet2's layer.py divides the configured ``scale`` by ``size``), so
+the network that actually ran for the paper probably had the 5x weaker
+normalisation of True.
+
+The layer *names* are the same in every layout (conv1, relu1, pool1, norm1,
+..., dropout6, fc6, ...), so a state dict loads into any layout; only the
+order of the parameter-free layers changes, and the parameter counts do not:
+62,378,344 (1000 classes), 58,289,538 (2 classes), 60,965,224 (1000 classes,
+groups=2).
 """
 from collections import OrderedDict
 
@@ -32,11 +64,24 @@ from tinynet import nn
 
 
 class AlexNet(nn.Module):
+    NORM_POSITIONS = ("after_pool", "before_pool")
+    DROPOUT_PLACEMENTS = ("torchvision", "paper")
+
     def __init__(self, num_classes=1000, groups=1, lrn=True, dropout=0.5, init="paper",
-                 lrn_alpha_scaled_by_size=False):
+                 lrn_alpha_scaled_by_size=False, norm_position="after_pool",
+                 dropout_placement="torchvision"):
         super().__init__()
         if groups not in (1, 2):
             raise ValueError(f"AlexNet: groups must be 1 or 2 (the paper's two-GPU split), got {groups}")
+        if norm_position not in self.NORM_POSITIONS:
+            raise ValueError(f"AlexNet: norm_position must be one of {self.NORM_POSITIONS} "
+                             f"('after_pool': the notes' and CaffeNet's pool -> norm; 'before_pool': "
+                             f"the paper's norm -> pool), got {norm_position!r}")
+        if dropout_placement not in self.DROPOUT_PLACEMENTS:
+            raise ValueError(f"AlexNet: dropout_placement must be one of {self.DROPOUT_PLACEMENTS} "
+                             f"('torchvision': dropout on the inputs of FC6 and FC7; 'paper': on the "
+                             f"outputs of FC6 and FC7, after their ReLUs), got {dropout_placement!r}")
+        self.norm_position, self.dropout_placement = norm_position, dropout_placement
 
         def norm(name):
             # the paper's constants: k=2, n=5, alpha=1e-4, beta=0.75 (alpha multiplies the plain sum)
@@ -45,21 +90,31 @@ class AlexNet(nn.Module):
             return [(name, nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0,
                                                 alpha_scaled_by_size=lrn_alpha_scaled_by_size))]
 
+        def pool_and_norm(block):
+            pool = [(f"pool{block}", nn.MaxPool2d(3, stride=2))]
+            if norm_position == "after_pool":
+                return pool + norm(f"norm{block}")
+            return norm(f"norm{block}") + pool
+
         self.features = nn.Sequential(OrderedDict(
-            [("conv1", nn.Conv2d(3, 96, 11, stride=4, padding=0)), ("relu1", nn.ReLU()),
-             ("pool1", nn.MaxPool2d(3, stride=2))] + norm("norm1") +
-            [("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=groups)), ("relu2", nn.ReLU()),
-             ("pool2", nn.MaxPool2d(3, stride=2))] + norm("norm2") +
+            [("conv1", nn.Conv2d(3, 96, 11, stride=4, padding=0)), ("relu1", nn.ReLU())] +
+            pool_and_norm(1) +
+            [("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=groups)), ("relu2", nn.ReLU())] +
+            pool_and_norm(2) +
             [("conv3", nn.Conv2d(256, 384, 3, padding=1)), ("relu3", nn.ReLU()),
              ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=groups)), ("relu4", nn.ReLU()),
              ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=groups)), ("relu5", nn.ReLU()),
              ("pool5", nn.MaxPool2d(3, stride=2))]))
         self.avgpool = nn.AdaptiveAvgPool2d(6)
-        self.classifier = nn.Sequential(OrderedDict([
-            ("flatten", nn.Flatten()),
-            ("dropout6", nn.Dropout(dropout)), ("fc6", nn.Linear(256 * 6 * 6, 4096)), ("relu6", nn.ReLU()),
-            ("dropout7", nn.Dropout(dropout)), ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()),
-            ("fc8", nn.Linear(4096, num_classes))]))
+        def hidden(number, fan_in):
+            drop = [(f"dropout{number}", nn.Dropout(dropout))]
+            layer = [(f"fc{number}", nn.Linear(fan_in, 4096)), (f"relu{number}", nn.ReLU())]
+            # torchvision drops what goes into the layer, the paper (and Caffe) what comes out
+            return drop + layer if dropout_placement == "torchvision" else layer + drop
+
+        self.classifier = nn.Sequential(OrderedDict(
+            [("flatten", nn.Flatten())] + hidden(6, 256 * 6 * 6) + hidden(7, 4096) +
+            [("fc8", nn.Linear(4096, num_classes))]))
         self.initialize(init)
 
     def initialize(self, scheme):
