@@ -2,8 +2,8 @@
 
 numba reads ``NUMBA_ENABLE_CUDASIM`` once, when it is first imported, so the
 simulator switch must be set here before anything imports tinynet.  On a
-machine with a real GPU, run the suite with ``TINYNET_TEST_REAL_GPU=1`` to use
-the real CUDA target and CuPy instead.
+machine with a real GPU, run the suite with ``TINYNET_TEST_REAL_GPU=1`` (after
+``pip install -e ".[gpu]"``) to use the real CUDA target and CuPy instead.
 """
 import os
 
@@ -19,25 +19,59 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+# function_scoped_fixture: the ``device`` fixture below only installs the GPU module, which every
+# example of a hypothesis test may share
 settings.register_profile(
-    "tinynet", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+    "tinynet", deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile("tinynet")
+
+
+def _install_gpu_module():
+    """Make the GPU module available: real CuPy on a GPU machine, else the strict stand-in.
+
+    Returns ``(module, restore)``.  With the stand-in, numba's CUDA simulator is taught
+    ``__cuda_array_interface__`` (see tests/fake_cupy.py) so kernels launch on its arrays.
+    """
+    from tinynet import backend
+    if REAL_GPU:
+        return backend.array_module_for("gpu"), lambda: None  # a clear error without CuPy
+    import fake_cupy
+    fake_cupy.install_simulator_bridge()
+    previous = backend.set_gpu_module(fake_cupy.fake_cupy)
+    return fake_cupy.fake_cupy, lambda: backend.set_gpu_module(previous)
 
 
 @pytest.fixture
 def gpu_xp():
-    """The GPU array module for the test: real CuPy on a GPU machine, else the NumPy stand-in.
+    """The GPU array module for the test: real CuPy on a GPU machine, else the strict stand-in.
 
     While the fixture is active tinynet's backend treats the stand-in's arrays as
     GPU arrays, so code under test takes its GPU branch.
     """
-    from tinynet import backend
-    if REAL_GPU:
-        yield backend.array_module_for("gpu")
-        return
-    from fake_cupy import fake_cupy
-    previous = backend.set_gpu_module(fake_cupy)
+    module, restore = _install_gpu_module()
     try:
-        yield fake_cupy
+        yield module
     finally:
-        backend.set_gpu_module(previous)
+        restore()
+
+
+#: the devices a test parametrized with ``device`` runs on
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.gpu_path)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """``'cpu'`` or ``'gpu'``; for ``'gpu'`` the GPU module (CuPy or the stand-in) is installed."""
+    if request.param == "cpu":
+        yield "cpu"
+        return
+    module, restore = _install_gpu_module()
+    try:
+        yield "gpu"
+    finally:
+        restore()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu_path: runs tinynet's GPU path (the CuPy stand-in without a GPU)")
