@@ -27,33 +27,54 @@ that it can skip expensive ones (the input gradient of a first convolution).
 from __future__ import annotations
 
 import contextlib
+import threading
 
-_grad_enabled = True
+
+class _ThreadSwitches(threading.local):
+    """Switches that belong to one thread: a data-loader or trainer thread that enters
+    ``no_grad`` must not stop the graph being recorded in the main thread.  Every thread
+    starts with the defaults below (``threading.local`` runs ``__init__`` per thread)."""
+
+    def __init__(self):
+        self.grad_enabled = True
+
+
+_switches = _ThreadSwitches()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    """Whether this thread records the graph (``no_grad`` turns it off for this thread only)."""
+    return _switches.grad_enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
+    """Sets this thread's grad mode for the duration of a ``with`` block (or a decorated call)."""
+
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        # one object may be entered by several threads at once (as a decorator) and
+        # re-entered recursively, so the modes to restore are kept per thread, as a stack
+        self._saved = threading.local()
 
     def __enter__(self):
-        global _grad_enabled
-        self.previous = _grad_enabled
-        _grad_enabled = self.enabled
+        stack = self._saved.__dict__.setdefault("modes", [])
+        stack.append(_switches.grad_enabled)
+        _switches.grad_enabled = self.enabled
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.previous
+        _switches.grad_enabled = self._saved.modes.pop()
         return False
 
 
 def no_grad():
     """Context manager (and decorator): run without recording the graph (evaluation, updates)."""
     return _GradMode(False)
+
+
+def set_grad_enabled(mode: bool):
+    """Context manager (and decorator): record the graph or not, as ``mode`` says (this thread only)."""
+    return _GradMode(bool(mode))
 
 
 def enable_grad():
@@ -80,7 +101,7 @@ class Function:
 
         raw_inputs = [x.data if isinstance(x, Tensor) else x for x in inputs]
         needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
-        record = _grad_enabled and any(needs_input_grad)
+        record = _switches.grad_enabled and any(needs_input_grad)
         self.needs_input_grad = needs_input_grad
         outputs = self.forward(*raw_inputs)
         single = not isinstance(outputs, tuple)

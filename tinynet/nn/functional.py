@@ -3,7 +3,9 @@
 Each function applies one autograd Function; the ``nn`` layer classes hold
 parameters and call these.
 """
+from ..kernels import batch_norm as batch_norm_kernel
 from ..ops import activation, layers, loss
+from ..ops.kernel_function import apply_kernel
 from ..tensor import Tensor
 
 
@@ -74,6 +76,17 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0, alpha_scaled_by_s
     """
     return layers.LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k,
                                           alpha_scaled_by_size=alpha_scaled_by_size)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5):
+    """Normalise every channel (axis 1) of ``x``; see ``tinynet.kernels.batch_norm`` for the math.
+
+    In training the batch's statistics are used and ``running_mean``/``running_var`` (arrays,
+    or None) are updated in place; in evaluation the running statistics are used.
+    """
+    return apply_kernel(batch_norm_kernel, x, weight, bias, running_mean=_raw(running_mean),
+                        running_var=_raw(running_var), training=training, momentum=momentum, eps=eps)
 
 
 def dropout(x, p=0.5, training=True, scale_in_training=True):

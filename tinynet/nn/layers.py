@@ -107,6 +107,74 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size}"
 
 
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d; the math is in ``tinynet.kernels.batch_norm``."""
+
+    #: the input ranks the layer accepts, and how the notes write them
+    _ranks, _expected = (), ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
+        super().__init__()
+        if int(num_features) != num_features or num_features < 1:
+            raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{type(self).__name__}: momentum must be in [0, 1] or None "
+                             f"(cumulative average), got {momentum}")
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(np.ones(self.num_features, dtype=np.float32))
+            self.bias = Parameter(np.zeros(self.num_features, dtype=np.float32))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(self.num_features, dtype=np.float32))
+            self.register_buffer("running_var", np.ones(self.num_features, dtype=np.float32))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def forward(self, x):
+        if x.ndim not in self._ranks or x.shape[1] != self.num_features:
+            raise ValueError(f"{self!r}: expected input of shape {self._expected.format(self.num_features)}, "
+                             f"got {x.shape}")
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+            if self.momentum is None:          # cumulative moving average of all batches so far
+                factor = 1.0 / float(self.num_batches_tracked)
+        # the batch's statistics in training, and also in evaluation when none are tracked
+        use_batch_statistics = self.training or not self.track_running_stats
+        return F.batch_norm(x, self.running_mean if not self.training or self.track_running_stats else None,
+                            self.running_var if not self.training or self.track_running_stats else None,
+                            self.weight, self.bias, use_batch_statistics, factor, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of features (N, C) or sequences (N, C, L), per channel C."""
+
+    _ranks, _expected = (2, 3), "(N, {0}) or (N, {0}, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of images (N, C, H, W), per channel C, over N, H and W."""
+
+    _ranks, _expected = (4,), "(N, {0}, H, W)"
+
+
 class LocalResponseNorm(Module):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, alpha_scaled_by_size=True):
         super().__init__()
@@ -230,3 +298,96 @@ class Sequential(Module):
         for module in self._modules.values():
             x = module(x)
         return x
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters and buffers the parent registers (``model.blocks[3]``).
+
+    Unlike a plain Python list, modules held here are found by ``parameters()``,
+    ``state_dict()`` (keys ``blocks.0.weight``...), ``to()`` and ``train()``.
+    It has no ``forward``: the owner decides how its modules are called.
+    """
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def _check(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds Modules only, got {type(module).__name__}")
+        return module
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), self._check(module))
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def _index(self, index):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"ModuleList index {index} out of range for {len(self)} modules")
+        return str(index % len(self))
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList(list(self._modules.values())[index])
+        return self._modules[self._index(index)]
+
+    def __setitem__(self, index, module):
+        setattr(self, self._index(index), self._check(module))
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def forward(self, *inputs):
+        raise NotImplementedError("ModuleList has no forward: call its modules from the owner's forward")
+
+
+class ModuleDict(Module):
+    """A dict of named modules that the parent registers (keys become state-dict path parts)."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        for name, module in (dict(modules) if modules is not None else {}).items():
+            self[name] = module
+
+    def __setitem__(self, name, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict holds Modules only, got {type(module).__name__} for key {name!r}")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"ModuleDict keys must be non-empty strings without '.', got {name!r}")
+        self.add_module(name, module)
+
+    def __getitem__(self, name):
+        return self._modules[name]
+
+    def __delitem__(self, name):
+        delattr(self, name)
+
+    def __contains__(self, name):
+        return name in self._modules
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def forward(self, *inputs):
+        raise NotImplementedError("ModuleDict has no forward: call its modules from the owner's forward")

@@ -41,6 +41,10 @@ class Module:
             raise AttributeError(
                 f"cannot assign {name!r} before Module.__init__() ran: call super().__init__() "
                 f"first in {type(self).__name__}.__init__")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            # reassigning a buffer (self.running_mean = new_array) keeps it a buffer, as in PyTorch
+            self.register_buffer(name, value)
+            return
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -63,7 +67,20 @@ class Module:
             setattr(self, name, parameter)
 
     def register_buffer(self, name, array):
-        """A non-learnable array saved in the state dict (e.g. running statistics)."""
+        """A non-learnable array saved in the state dict (e.g. running statistics).
+
+        ``array`` is a NumPy or CuPy array (a Tensor is unwrapped), or ``None`` for a buffer
+        that is absent (kept out of the state dict until an array is assigned).
+        """
+        if isinstance(array, Tensor):
+            array = array.data
+        if isinstance(array, np.generic):      # 0-d arithmetic gives a NumPy scalar: keep it an array
+            array = np.asarray(array)
+        if array is not None and not (isinstance(array, np.ndarray) or backend.is_gpu_array(array)):
+            raise TypeError(f"{type(self).__name__}.register_buffer({name!r}): expected a NumPy or CuPy "
+                            f"array (or None), got {type(array).__name__}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"{type(self).__name__}: {name!r} is already a parameter or submodule")
         self._buffers[name] = array
         object.__setattr__(self, name, array)
 
@@ -103,10 +120,16 @@ class Module:
         for _, parameter in self.named_parameters():
             yield parameter
 
-    def named_buffers(self):
-        for module_name, module in self.named_modules():
+    def named_buffers(self, prefix=""):
+        """(dotted name, array) for every buffer that holds an array (``None`` buffers are absent)."""
+        for module_name, module in self.named_modules(prefix):
             for name, array in module._buffers.items():
-                yield (f"{module_name}.{name}" if module_name else name), array
+                if array is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), array
+
+    def buffers(self):
+        for _, array in self.named_buffers():
+            yield array
 
     def num_parameters(self):
         return sum(p.numel() for p in self.parameters())
@@ -131,8 +154,14 @@ class Module:
                 if parameter.grad is not None:
                     parameter.grad = parameter.grad.to(device, dtype)
             for name, array in list(module._buffers.items()):
-                if array is not None and device is not None:
-                    module.register_buffer(name, backend.to_device(array, device))
+                if array is None:
+                    continue
+                if device is not None:
+                    array = backend.to_device(array, device)
+                # only floating-point buffers follow the dtype (a step counter stays an integer)
+                if dtype is not None and array.dtype.kind == "f":
+                    array = array.astype(dtype)
+                module.register_buffer(name, array)
         return self
 
     def cpu(self):
