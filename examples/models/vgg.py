@@ -110,7 +110,7 @@ MODELS = {
     "vgg_b": _factory("B"),
     "vgg_c": _factory("C"),
     "vgg_d": _factory("D"),
-    "vgg16": _factory("D"),
     "vgg_e": _factory("E"),
-    "vgg19": _factory("E"),
 }
+MODELS["vgg16"] = MODELS["vgg_d"]     # the 16 weight layers of D
+MODELS["vgg19"] = MODELS["vgg_e"]     # the 19 of E

@@ -1,0 +1,91 @@
+"""VGG A-E (Simonyan & Zisserman, Table 1): layer lists, parameter counts, forward and backward."""
+import time
+
+import numpy as np
+import pytest
+
+import models
+import tinynet
+from models.vgg import CONFIGS, VGG
+from tinynet import nn
+from tinynet.nn import functional as F
+
+# Table 2 of the paper rounds these to 133, 133, 134, 138, 144 million
+PARAMETERS_1000 = {"vgg_a": 132_863_336, "vgg_a_lrn": 132_863_336, "vgg_b": 133_047_848,
+                   "vgg_c": 133_638_952, "vgg_d": 138_357_544, "vgg_e": 143_667_240}
+WEIGHT_LAYERS = {"vgg_a": 11, "vgg_a_lrn": 11, "vgg_b": 13, "vgg_c": 16, "vgg_d": 16, "vgg_e": 19}
+
+
+def forward_backward(model, x, labels):
+    loss = F.cross_entropy(model(x), labels)
+    loss.backward()
+    return loss
+
+
+def images(batch, size, seed=0):
+    return tinynet.tensor(np.random.default_rng(seed).standard_normal((batch, 3, size, size)), dtype="float32")
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS_1000))
+def test_parameter_count_layers_and_a_small_training_step(name):
+    """One build per configuration (a VGG takes seconds to initialise): count, layer list, 32 px step."""
+    tinynet.manual_seed(0)
+    model = models.create(name)
+    assert model.num_parameters() == PARAMETERS_1000[name]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) + len(fcs) == WEIGHT_LAYERS[name] and len(fcs) == 3
+    assert all(m.kernel_size == (3, 3) and m.padding == (1, 1) for m in convs if m.kernel_size != (1, 1))
+    ones = [c for c in convs if c.kernel_size == (1, 1)]
+    # only C has 1x1 layers: the last layer of blocks 3-5 (256, 512, 512 channels)
+    assert [c.out_channels for c in ones] == ([256, 512, 512] if name == "vgg_c" else [])
+    lrns = [m for m in model.modules() if isinstance(m, nn.LocalResponseNorm)]
+    assert len(lrns) == (1 if name == "vgg_a_lrn" else 0)
+    # 32 px: five 2x2 pools leave 1x1, the adaptive pool spreads it to 7x7 for FC6
+    x, labels = images(2, 32), np.array([1, 999])
+    loss = forward_backward(model, x, labels)
+    assert np.isfinite(loss.item())
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    assert np.abs(model.features.conv1_1.weight.grad.numpy()).sum() > 0
+
+
+def test_the_1x1_layers_of_c_are_what_separates_it_from_d():
+    # C and D differ only in the last conv of blocks 3-5: 1x1 versus 3x3, i.e. 8 * C_in * C_out weights each
+    difference = 8 * (256 * 256 + 512 * 512 + 512 * 512)
+    assert PARAMETERS_1000["vgg_d"] - PARAMETERS_1000["vgg_c"] == difference
+
+
+def test_batch_norm_variant():
+    tinynet.manual_seed(0)
+    model = models.create("vgg_a", batch_norm=True)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(bns) == len(convs) == 8 and all(c.bias is None for c in convs)
+    # each BatchNorm adds gamma and beta (2C) and replaces the conv's bias (C)
+    assert model.num_parameters() == PARAMETERS_1000["vgg_a"] + sum(c.out_channels for c in convs)
+    names = [n for n, _ in model.features.named_children()]
+    assert names[:4] == ["conv1_1", "bn1_1", "relu1_1", "pool1"]
+    loss = forward_backward(model, images(2, 32), np.array([0, 4]))
+    assert np.isfinite(loss.item()) and bns[0].weight.grad is not None
+
+
+def test_unknown_configuration_is_refused():
+    with pytest.raises(ValueError, match="config must be one of"):
+        VGG("F")
+    assert sorted(CONFIGS) == ["A", "A-LRN", "B", "C", "D", "E"]
+
+
+# ----------------------------------------------------------------------------- paper input size
+# VGG-16 at 224x224, batch 1: forward and backward once (about 15 GFLOP-pairs forward; it took
+# ~10-20 s on the shared 2-core machine).  The one paper-size test of the VGG family.
+def test_vgg16_forward_backward_at_paper_input_size_224():
+    tinynet.manual_seed(0)
+    model = models.create("vgg16")
+    summary = tinynet.summary(model, (3, 224, 224))
+    assert summary["features.pool5"].output_shape == (512, 7, 7)
+    assert summary.total_mult_adds == 15_470_264_320
+    start = time.perf_counter()
+    loss = forward_backward(model, images(1, 224), np.array([7]))
+    seconds = time.perf_counter() - start
+    assert np.isfinite(loss.item()) and model.features.conv1_1.weight.grad is not None
+    print(f"VGG-16 forward+backward at 224 px, batch 1: {seconds:.1f} s")
