@@ -211,7 +211,10 @@ def _method(name):
         args = tuple(_operand(a, self._device_id) if isinstance(a, ndarray) else a for a in args)
         if "out" in kwargs and kwargs["out"] is not None:
             kwargs["out"] = _output(kwargs["out"])
-        return _result(getattr(self._host, name)(*args, **kwargs))
+        result = _result(getattr(self._host, name)(*args, **kwargs))
+        if isinstance(result, ndarray) and name != "copy":  # CuPy copies onto the current device
+            result._device_id = self._device_id
+        return result
     method.__name__ = name
     return method
 

@@ -6,7 +6,9 @@ or ``cupy.exp(x)``.  The same layer code then runs on the CPU (NumPy) and on the
 GPU (CuPy), and the choice is made by *where the data lives*, never by an
 ``if gpu:`` flag threaded through the layers.
 
-Devices are named ``'cpu'`` and ``'gpu'`` (``'cuda'`` is accepted as a synonym).
+Devices are named ``'cpu'``, ``'gpu'`` and ``'gpu:N'`` for the N-th GPU (CuPy's device N);
+``'gpu'`` is GPU 0 (``'gpu:0'`` is spelled ``'gpu'``), and ``'cuda'``/``'cuda:N'`` are accepted
+as synonyms.  Asking for a GPU that does not exist is a ``ValueError`` naming the GPUs there are.
 
 For tests, :func:`set_gpu_module` swaps in a stand-in for CuPy (for example a
 NumPy-backed module whose arrays are a NumPy subclass), so that the whole GPU
@@ -55,7 +57,8 @@ def set_gpu_module(module):
     global _gpu_module, _gpu_module_tried
     previous = _gpu_module if _gpu_module_tried else None
     _gpu_module, _gpu_module_tried = module, True
-    _generators.pop(GPU, None)
+    for device in [d for d in _generators if d != CPU]:
+        del _generators[device]
     return previous
 
 
@@ -90,42 +93,77 @@ def get_array_module(*arrays):
 
 # ----------------------------------------------------------------- devices
 def normalize_device(device) -> str:
-    """Map ``'cpu'``, ``'gpu'``, ``'cuda'`` (any case) to ``'cpu'`` or ``'gpu'``."""
+    """The canonical name of ``device``: ``'cpu'``, ``'gpu'`` (GPU 0) or ``'gpu:N'`` (N >= 1).
+
+    Accepts ``'cpu'``, ``'gpu'``, ``'cuda'`` (any case), with an optional ``:N`` GPU index.
+    """
     if device is None:
         return CPU
-    name = str(device).lower()
-    if name.startswith("cuda:") or name.startswith("gpu:"):
-        name = name.split(":")[0]
-    if name not in _DEVICE_ALIASES:
-        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu' (or 'cuda')")
-    return _DEVICE_ALIASES[name]
+    text = str(device).strip().lower()
+    name, colon, index = text.partition(":")
+    if name not in _DEVICE_ALIASES or (colon and (_DEVICE_ALIASES[name] == CPU or not index.isdigit())):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'gpu' or 'gpu:N' "
+                         f"(or 'cuda', 'cuda:N') with N a GPU index")
+    name = _DEVICE_ALIASES[name]
+    if name == CPU or not colon or int(index) == 0:
+        return name
+    return f"{GPU}:{int(index)}"
+
+
+def device_index(device):
+    """The GPU index of ``device`` (0 for ``'gpu'``), or ``None`` for the CPU."""
+    device = normalize_device(device)
+    if device == CPU:
+        return None
+    return int(device.partition(":")[2] or 0)
+
+
+def _gpu_name(index: int) -> str:
+    return GPU if index == 0 else f"{GPU}:{index}"
 
 
 def device_of(x) -> str:
-    """``'gpu'`` for a GPU array, ``'cpu'`` for anything else."""
-    return GPU if is_gpu_array(x) else CPU
+    """``'gpu'``/``'gpu:N'`` for an array on GPU 0/N, ``'cpu'`` for anything else."""
+    if not is_gpu_array(x):
+        return CPU
+    return _gpu_name(int(x.device.id))
 
 
 def array_module_for(device):
-    """The array module that holds arrays on ``device``."""
-    if normalize_device(device) == CPU:
+    """The array module that holds arrays on ``device``; for a GPU, checks that it exists."""
+    index = device_index(device)
+    if index is None:
         return numpy
     xp = gpu_module()
     if xp is None:
         raise RuntimeError(
-            "device 'gpu' requested but CuPy is not installed or could not be imported; "
-            "install the GPU extra (pip install -e .[gpu]) or use device='cpu'")
+            f"device {normalize_device(device)!r} requested but CuPy is not installed or could not be "
+            f"imported; install the GPU extra (pip install -e .[gpu]) or use device='cpu'")
+    try:
+        count = int(xp.cuda.runtime.getDeviceCount())
+    except Exception as error:  # CuPy installed, but no driver
+        raise ValueError(f"device {normalize_device(device)!r} requested but CUDA reports no usable GPU "
+                         f"({type(error).__name__}: {error})") from None
+    if index >= count:
+        there = "no GPU" if count == 0 else (
+            f"{count} GPU{'s' if count > 1 else ''} ({', '.join(f'gpu:{i}' for i in range(count))})")
+        raise ValueError(f"device {normalize_device(device)!r} does not exist: this machine has {there}")
     return xp
 
 
 def to_device(x, device):
-    """Move (or keep) array ``x`` on ``device``; returns ``x`` itself if it is already there."""
+    """Move (or keep) array ``x`` on ``device``; returns ``x`` itself if it is already there.
+
+    A move to GPU N copies onto CuPy's device N (from the host or from another GPU).
+    """
     device = normalize_device(device)
     if device == device_of(x):
         return x
     if device == CPU:
         return _gpu_module.asnumpy(x)
-    return array_module_for(GPU).asarray(x)
+    xp = array_module_for(device)
+    with xp.cuda.Device(device_index(device)):
+        return x.copy() if is_gpu_array(x) else xp.asarray(x)  # copy() lands on the current device
 
 
 def to_numpy(x):
@@ -137,9 +175,10 @@ def to_numpy(x):
 
 def synchronize(device=GPU):
     """Wait for queued GPU work to finish (a no-op on the CPU); used by timers."""
-    if normalize_device(device) == GPU and _gpu_module is not None:
+    index = device_index(device)
+    if index is not None and _gpu_module is not None:
         try:
-            _gpu_module.cuda.Device().synchronize()
+            _gpu_module.cuda.Device(index).synchronize()
         except Exception:
             pass
 
@@ -175,44 +214,97 @@ class _CPUGenerator:
 
 
 class _GPUGenerator:
-    """Seeded random numbers on the GPU (CuPy's ``RandomState``)."""
+    """Seeded random numbers on one GPU (CuPy's ``RandomState``, cuRAND underneath).
 
-    def __init__(self, seed):
-        self.xp = array_module_for(GPU)
-        self.generator = self.xp.random.RandomState(seed)
+    cuRAND's generator state cannot be read back portably, so this generator keeps
+    what determines it: the seed it was created with and the list of draws made
+    since (method, arguments, how many times in a row).  ``get_state()`` returns
+    those as plain numbers, strings and lists (a checkpoint stores them as they
+    are), and ``set_state()`` re-seeds and replays the draws, generating and
+    dropping the same numbers: exact on any CuPy version and any GPU, and cheap
+    next to the training that drew them (replaying a run's dropout masks takes a
+    fraction of a second on a GPU).
+    """
+
+    KIND = "cupy.random.RandomState+replay"
+
+    def __init__(self, seed, index=0):
+        self.xp = array_module_for(_gpu_name(index))
+        self.index = index
+        if seed is None:  # CuPy would seed from the OS; draw the seed ourselves so it can be saved
+            seed = int(numpy.random.SeedSequence().entropy % 2**63)
+        self._restart(int(seed))
+
+    def _restart(self, seed):
+        self.seed = seed
+        self.draws = []  # [method, arguments, count]
+        with self.xp.cuda.Device(self.index):
+            self.generator = self.xp.random.RandomState(seed)
+
+    def _draw(self, method, *arguments):
+        arguments = [list(a) if isinstance(a, tuple) else a for a in arguments]
+        if self.draws and self.draws[-1][0] == method and self.draws[-1][1] == arguments:
+            self.draws[-1][2] += 1
+        else:
+            self.draws.append([method, arguments, 1])
+        return self._call(method, arguments)
+
+    def _call(self, method, arguments):
+        arguments = [tuple(a) if isinstance(a, list) else a for a in arguments]
+        with self.xp.cuda.Device(self.index):
+            return getattr(self.generator, method)(*arguments)
 
     def uniform(self, shape, dtype=numpy.float32):
-        return self.generator.random_sample(shape).astype(dtype, copy=False)
+        return self._draw("random_sample", _shape_tuple(shape)).astype(dtype, copy=False)
 
     def normal(self, shape, dtype=numpy.float32):
-        return self.generator.standard_normal(shape).astype(dtype, copy=False)
+        return self._draw("standard_normal", _shape_tuple(shape)).astype(dtype, copy=False)
 
     def permutation(self, n):
-        return self.generator.permutation(n)
+        return self._draw("permutation", int(n))
 
     def integers(self, low, high, shape):
-        return self.generator.randint(low, high, size=shape)
+        return self._draw("randint", int(low), int(high), None if shape is None else _shape_tuple(shape))
 
     def get_state(self):
-        return None  # CuPy's generator state is not exposed portably
+        return {"bit_generator": self.KIND, "seed": self.seed,
+                "draws": [[method, list(arguments), count] for method, arguments, count in self.draws]}
 
     def set_state(self, state):
-        pass
+        if not isinstance(state, dict) or state.get("bit_generator") != self.KIND:
+            raise ValueError(f"set_state: expected a GPU generator state from get_state() "
+                             f"(bit_generator {self.KIND!r}), got {state!r:.200}")
+        self._restart(int(state["seed"]))
+        for method, arguments, count in state["draws"]:
+            arguments = [list(a) if isinstance(a, tuple) else a for a in arguments]
+            for _ in range(int(count)):
+                self._call(method, arguments)
+            self.draws.append([method, arguments, int(count)])
+
+
+def _shape_tuple(shape):
+    return (int(shape),) if isinstance(shape, (int, numpy.integer)) else tuple(int(n) for n in shape)
 
 
 def manual_seed(seed: int):
-    """Seed the random generators of every backend; CPU runs become bit-reproducible."""
+    """Seed the random generators of every backend; CPU runs become bit-reproducible.
+
+    The CPU generator gets ``seed``, GPU N's generator ``seed + 1 + N``.
+    """
     global _seed
     _seed = int(seed)
     _generators.clear()
 
 
 def generator(device=CPU):
-    """The seeded random generator for ``device`` (created on first use)."""
+    """The seeded random generator for ``device`` (created on first use; one per GPU)."""
     device = normalize_device(device)
     if device not in _generators:
-        seed = None if _seed is None else _seed + (0 if device == CPU else 1)
-        _generators[device] = _CPUGenerator(seed) if device == CPU else _GPUGenerator(seed)
+        if device == CPU:
+            _generators[device] = _CPUGenerator(_seed)
+        else:
+            index = device_index(device)
+            _generators[device] = _GPUGenerator(None if _seed is None else _seed + 1 + index, index)
     return _generators[device]
 
 
