@@ -3,7 +3,8 @@
 A checkpoint is a nested structure of dicts and lists whose leaves are arrays,
 numbers, strings, booleans or None: a model's ``state_dict()``, an optimizer's,
 a scheduler's, the epoch, the random generators' states.  Arrays are stored as
-``.npz`` entries named by their path (``model/features.0.weight``); everything
+``.npz`` entries named by their path (``model/features.0.weight``; a "/" inside a key is
+stored as ``%2F``, so paths never collide); everything
 else goes into one JSON document stored as a byte array.  Loading uses
 ``allow_pickle=False``, so a checkpoint can never execute code.
 
@@ -28,9 +29,21 @@ class CheckpointError(ValueError):
     """A file that is missing, truncated, corrupt or not a tinynet checkpoint."""
 
 
+def _escape(key: str) -> str:
+    """A dict key as one component of an entry name: "/" separates components, so a key
+    containing it is escaped (``%2F``, and ``%`` itself as ``%25``); otherwise
+    ``{'a/b': x, 'a': {'b': y}}`` would store both arrays under ``a/b``."""
+    return key.replace("%", "%25").replace("/", "%2F")
+
+
 def _flatten(value, path, arrays):
     if isinstance(value, dict):
-        return {"dict": {str(k): _flatten(v, f"{path}/{k}", arrays) for k, v in value.items()}}
+        keys = [str(k) for k in value]
+        if len(set(keys)) != len(keys):
+            clash = sorted(k for k in set(keys) if keys.count(k) > 1)[0]
+            raise TypeError(f"checkpoint: two keys at {path or '/'} are both stored as {clash!r} (keys are "
+                            f"stored as strings, e.g. 1 and '1'); rename one")
+        return {"dict": {str(k): _flatten(v, f"{path}/{_escape(str(k))}", arrays) for k, v in value.items()}}
     if isinstance(value, (list, tuple)):
         return {"list": [_flatten(v, f"{path}/{i}", arrays) for i, v in enumerate(value)],
                 "tuple": isinstance(value, tuple)}
