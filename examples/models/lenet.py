@@ -183,31 +183,51 @@ class PartiallyConnectedConv2d(nn.Module):
                 f"{self.num_connections} of {self.in_channels * self.out_channels} connections")
 
 
-def _paper_init_(module):
-    """The paper's Appendix A: weights uniform in +-2.4/F_i, F_i the unit's fan-in; biases 0."""
+def _fan_in(layer):
+    if isinstance(layer, nn.Conv2d):
+        return layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    if isinstance(layer, PartiallyConnectedConv2d):     # the mean over C3's maps: 60*25/16 = 93.75
+        return layer.num_connections / layer.out_channels * layer.kernel_size ** 2
+    if isinstance(layer, TrainableSubsampling):
+        return layer.kernel_size ** 2
+    return None
+
+
+def classic_init_(module, scheme="lecun"):
+    """Uniform weights scaled by each unit's fan-in F_i, zero biases.
+
+    ``"paper"``: uniform in +-2.4/F_i, the paper's Appendix A -- chosen there for its
+    second-order training method (stochastic diagonal Levenberg-Marquardt), which rescales each
+    weight's step; with plain SGD those weights are so small that the signal fades layer by layer
+    (C5's sums have a standard deviation near 0.07) and training stalls for epochs.
+    ``"lecun"``: uniform in +-sqrt(3/F_i), standard deviation 1/sqrt(F_i) (LeCun et al.,
+    "Efficient BackProp", 1998): with the scaled tanh this keeps each layer's weighted sums near
+    unit variance, where f is neither linear nor saturated.
+    """
+    if scheme not in ("paper", "lecun"):
+        raise ValueError(f"LeNet5: init must be 'paper' or 'lecun', got {scheme!r}")
     for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            fan_in = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
-        elif isinstance(layer, nn.Linear):
-            fan_in = layer.in_features
-        elif isinstance(layer, PartiallyConnectedConv2d):
-            fan_in = layer.num_connections / layer.out_channels * layer.kernel_size ** 2
-        elif isinstance(layer, TrainableSubsampling):
-            fan_in = layer.kernel_size ** 2
-        else:
+        fan_in = _fan_in(layer)
+        if fan_in is None:
             continue
-        nn.init.uniform_(layer.weight, -2.4 / fan_in, 2.4 / fan_in)
+        bound = 2.4 / fan_in if scheme == "paper" else float(np.sqrt(3.0 / fan_in))
+        nn.init.uniform_(layer.weight, -bound, bound)
         nn.init.zeros_(layer.bias)
 
 
 class LeNet5(nn.Module):
     """LeNet-5 for (N, in_channels, 32, 32) inputs; ``variant`` is ``"classic"`` or ``"modern"``.
 
+    ``init``: ``"lecun"`` (default) or ``"paper"`` for the classic variant (:func:`classic_init_`);
+    the modern one uses He-normal weights and zero biases.
+
     ``features`` runs C1 to F6 (with their activations), ``output`` is the linear layer that
     gives the ``num_classes`` scores (see the module docstring for what differs from the paper).
     """
 
-    def __init__(self, num_classes=10, variant="modern", in_channels=1):
+    def __init__(self, num_classes=10, variant="modern", in_channels=1, init=None):
         super().__init__()
         if variant not in ("classic", "modern"):
             raise ValueError(f"LeNet5: variant must be 'classic' or 'modern', got {variant!r}")
@@ -231,7 +251,9 @@ class LeNet5(nn.Module):
         self.features = nn.Sequential(OrderedDict(layers))
         self.output = nn.Linear(84, num_classes)
         if variant == "classic":
-            _paper_init_(self)
+            classic_init_(self, init or "lecun")
+        elif init not in (None, "kaiming"):
+            raise ValueError(f"LeNet5: the modern variant uses He (kaiming) initialisation, got init={init!r}")
         else:
             for layer in self.modules():
                 if isinstance(layer, (nn.Conv2d, nn.Linear)):
@@ -251,9 +273,11 @@ def lenet5(num_classes=10, in_channels=1):
     return LeNet5(num_classes=num_classes, variant="modern", in_channels=in_channels)
 
 
-def lenet5_classic(num_classes=10, in_channels=1):
-    """The paper's LeNet-5 up to F6 (60,000 parameters) with a linear output for the RBF layer (+850)."""
-    return LeNet5(num_classes=num_classes, variant="classic", in_channels=in_channels)
+def lenet5_classic(num_classes=10, in_channels=1, init="lecun"):
+    """The paper's LeNet-5 up to F6 (60,000 parameters) with a linear output for the RBF layer (+850).
+
+    ``init="paper"`` draws the weights as the paper did (see :func:`classic_init_`)."""
+    return LeNet5(num_classes=num_classes, variant="classic", in_channels=in_channels, init=init)
 
 
 MODELS = {"lenet5": lenet5, "lenet5_classic": lenet5_classic}

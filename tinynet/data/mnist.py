@@ -25,6 +25,7 @@ labels 0-9, 28x28 images).
 """
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import zlib
@@ -176,6 +177,12 @@ class MNIST(Dataset):
         if self.transform is not None:
             image = call_transform(self.transform, image, default_rng() if rng is None else rng)
         return image, int(self.targets[index])
+
+    def with_transform(self, transform):
+        """The same digits (shared, not copied) with another transform."""
+        twin = copy.copy(self)
+        twin.transform = transform
+        return twin
 
     def __repr__(self):
         return f"MNIST(split={self.split!r}, {len(self):,} digits, root={self.root!r})"
