@@ -1,6 +1,6 @@
 """AlexNet as the lecture notes give it, and the end-to-end training script on real photos."""
 import csv
-import signal
+import json
 import sys
 from pathlib import Path
 
@@ -56,74 +56,110 @@ def test_groups_two_splits_the_convolutions():
     assert layers["conv2"].weight.shape == (256, 48, 5, 5)
 
 
-def _read_metrics(folder):
-    with open(folder / "metrics.csv") as stream:
-        return list(csv.DictReader(stream))
+# 36 photos (18 a class): per class 4 validation, 3 test, 11 training -> 22 training images, 3 batches of 8
+QUICK = ["--max-images", "36", "--image-size", "67", "--batch-size", "8", "--workers", "2", "--val-fraction", "0.25",
+         "--test-fraction", "0.15"]
 
 
-QUICK = ["--max-images", "36", "--image-size", "67", "--batch-size", "8", "--workers", "2", "--val-fraction", "0.25"]
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """One epoch of AlexNet on 36 real photos, with a test split (shared by the tests below)."""
+    if not CATDOG.is_dir():
+        pytest.skip(f"real Dogs-vs-Cats sample not found at {CATDOG}")
+    out = tmp_path_factory.mktemp("real") / "run"
+    assert alexnet_catdog.main(["--data", str(CATDOG), "--epochs", "1", "--out", str(out)] + QUICK) == 0
+    return out
 
 
 @needs_photos
-def test_script_trains_evaluates_and_predicts_on_real_photos(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert alexnet_catdog.main(["--data", str(CATDOG), "--epochs", "1", "--out", str(out)] + QUICK) == 0
-    rows = _read_metrics(out)
+def test_script_trains_and_reports_the_test_split_on_real_photos(real_run):
+    with open(real_run / "metrics.csv") as stream:
+        rows = list(csv.DictReader(stream))
     assert len(rows) == 1 and 0.0 <= float(rows[0]["val_accuracy"]) <= 1.0
     assert np.isfinite(float(rows[0]["train_loss"]))
     for name in ("last.npz", "best.npz", "curves.png", "results.json"):
-        assert (out / name).is_file(), name
-    with np.load(out / "last.npz", allow_pickle=False) as archive:  # pickle-free
+        assert (real_run / name).is_file(), name
+    with np.load(real_run / "last.npz", allow_pickle=False) as archive:  # pickle-free
         assert "model/features.conv1.weight" in archive.files
+    results = json.loads((real_run / "results.json").read_text())
+    assert results["headline"] == "test" and results["test"]["images"] == 6 and results["validation"]["images"] == 8
+    low, high = results["test"]["centre_crop"]["ci95"]
+    assert 0 <= low <= results["test"]["centre_crop"]["accuracy"] <= high <= 1
 
-    assert alexnet_catdog.main(["--data", str(CATDOG), "--eval-only", "--checkpoint", str(out / "best.npz")]
-                               + QUICK) == 0
+
+@needs_photos
+def test_best_checkpoint_is_half_the_last_one(real_run):
+    """best.npz: weights and configuration (58.3 M float32 numbers); last.npz adds the momentum buffers."""
+    best, last = (real_run / "best.npz").stat().st_size, (real_run / "last.npz").stat().st_size
+    weights = 58_289_538 * 4
+    assert weights < best < weights * 1.01 and 2 * weights < last < 2 * weights * 1.01
+    sizes = json.loads((real_run / "results.json").read_text())["checkpoint_megabytes"]
+    assert sizes == {"best.npz": round(best / 1e6, 1), "last.npz": round(last / 1e6, 1)}
+
+
+@needs_photos
+def test_eval_only_and_predict_on_real_photos(real_run, capsys):
+    best = str(real_run / "best.npz")
+    assert alexnet_catdog.main(["--eval-only", "--checkpoint", best]) == 0  # the checkpoint's own folder and split
     printed = capsys.readouterr().out
-    assert "centre crop: validation accuracy" in printed and "ten crop: validation accuracy" in printed
+    for line in ("centre crop: validation accuracy", "ten crop: validation accuracy", "centre crop: test accuracy",
+                 "ten crop: test accuracy"):
+        assert line in printed
+    assert "on 6 images" in printed and "95% CI" in printed
 
     photo = CATDOG / "cat.1.jpg"
-    assert alexnet_catdog.main(["--predict", str(photo), "--checkpoint", str(out / "best.npz")]) == 0
+    assert alexnet_catdog.main(["--predict", str(photo), "--checkpoint", best]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     probabilities = [float(part.split()[-1]) for part in line.split(": ", 1)[1].split(", ")]
     assert "cat" in line and "dog" in line and sum(probabilities) == pytest.approx(1.0, abs=2e-3)
 
 
 @needs_photos
-def test_resume_continues_exactly_at_an_epoch_boundary_and_mid_epoch(tmp_path, monkeypatch):
-    arguments = ["--data", str(CATDOG), "--epochs", "2", "--no-ten-crop"] + QUICK
-    straight = tmp_path / "straight"
-    assert alexnet_catdog.main(arguments + ["--out", str(straight)]) == 0
+def test_resume_with_another_image_size_is_refused_on_real_photos(real_run, capsys):
+    before = (real_run / "last.npz").stat().st_mtime_ns
+    code = alexnet_catdog.main(["--data", str(CATDOG), "--epochs", "2", "--out", str(real_run), "--resume"]
+                               + QUICK[:2] + ["--image-size", "128"] + QUICK[4:])
+    assert code == 2
+    assert "--image-size 128 differs from the checkpoint's image_size = 67" in capsys.readouterr().err
+    assert (real_run / "last.npz").stat().st_mtime_ns == before
 
-    # stop after epoch 1, then resume
-    split = tmp_path / "split"
-    assert alexnet_catdog.main(arguments[:2] + ["--epochs", "1"] + arguments[4:] + ["--out", str(split)]) == 0
-    assert alexnet_catdog.main(arguments + ["--out", str(split), "--resume"]) == 0
 
-    # Ctrl-C in the middle of epoch 2 (after its 2nd step), then resume
-    interrupted = tmp_path / "interrupted"
-    steps = []
-    real_step = tinynet.optim.SGD.step
+@needs_photos
+def test_too_few_real_photos_for_a_validation_image_per_class(tmp_path, capsys):
+    assert alexnet_catdog.main(["--data", str(CATDOG), "--max-images", "3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the validation split would have no image of class 'cat', 'dog': found 3 photos" in err
+    assert "(--max-images 3)" in err and not (tmp_path / "best.npz").exists()
 
-    def step_then_interrupt(self):
-        real_step(self)
-        steps.append(1)
-        if len(steps) == 6:  # 27 training images in batches of 8: 4 steps per epoch
-            signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(tinynet.optim.SGD, "step", step_then_interrupt)
-    assert alexnet_catdog.main(arguments + ["--out", str(interrupted)]) == 130
-    monkeypatch.setattr(tinynet.optim.SGD, "step", real_step)
-    assert alexnet_catdog.main(arguments + ["--out", str(interrupted), "--resume"]) == 0
+@needs_photos
+def test_real_photos_of_one_class_are_refused(tmp_path, capsys):
+    cats = tmp_path / "cats"
+    cats.mkdir()
+    for number in range(1, 6):
+        (cats / f"cat.{number}.jpg").symlink_to(CATDOG / f"cat.{number}.jpg")
+    assert alexnet_catdog.main(["--data", str(cats), "--out", str(tmp_path / "run")]) == 2
+    assert "found photos of one class only (cat: 5)" in capsys.readouterr().err
 
-    expected = _read_metrics(straight)
-    for folder in (split, interrupted):
-        rows = _read_metrics(folder)
-        assert [r["epoch"] for r in rows] == ["1", "2"]
-        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
-            assert [r[key] for r in rows] == [r[key] for r in expected], (folder.name, key)
-    a, b = tinynet.load(straight / "last.npz"), tinynet.load(interrupted / "last.npz")
-    for name, array in a["model"].items():
-        np.testing.assert_array_equal(array, b["model"][name], err_msg=name)
+
+@needs_photos
+def test_alexnet_crop_too_small_names_the_size_computed_from_the_model(tmp_path, capsys):
+    code = alexnet_catdog.main(["--data", str(CATDOG), "--out", str(tmp_path), "--max-images", "20",
+                                "--image-size", "16"])
+    assert code == 2
+    assert "argument --image-size: 16 px is too small: alexnet accepts crops of at least 67 px" in \
+        capsys.readouterr().err
+
+
+@needs_photos
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflows that make the loss NaN
+def test_lr_50_stops_at_the_first_non_finite_loss_on_real_photos(tmp_path, capsys):
+    code = alexnet_catdog.main(["--data", str(CATDOG), "--out", str(tmp_path), "--lr", "50", "--epochs", "3",
+                                "--no-ten-crop"] + QUICK)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "stopped: epoch 1, batch" in err and "the training loss is nan" in err and "learning rate" in err
+    assert not (tmp_path / "last.npz").exists() and not (tmp_path / "best.npz").exists()
 
 
 def test_missing_data_is_a_clear_message_and_exit_code_2(tmp_path, capsys):

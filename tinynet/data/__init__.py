@@ -19,7 +19,7 @@ from . import transforms
 from .dataset import ArrayDataset, BadSampleError, Dataset, Subset, dataset_labels, get_sample
 from .image_folder import (IMG_EXTENSIONS, BadImageError, ImageFolder, NoImagesError,
                            UnreadableImageWarning, load_image, stratified_indices,
-                           stratified_subset, train_val_split)
+                           stratified_subset, train_val_split, train_val_test_split)
 from .loader import DataLoader, default_collate, sample_rng
 from .mnist import IDXError, MNIST, MNISTNotFoundError, load_mnist, read_idx
 from .transforms import (CenterCrop, Compose, Normalize, PCAColorAugmentation, RandomCrop,
@@ -28,7 +28,8 @@ from .transforms import (CenterCrop, Compose, Normalize, PCAColorAugmentation, R
 
 __all__ = [
     "transforms", "Dataset", "Subset", "ArrayDataset", "BadSampleError", "dataset_labels",
-    "get_sample", "ImageFolder", "load_image", "train_val_split", "stratified_indices",
+    "get_sample", "ImageFolder", "load_image", "train_val_split", "train_val_test_split",
+    "stratified_indices",
     "stratified_subset", "BadImageError", "NoImagesError", "UnreadableImageWarning",
     "IMG_EXTENSIONS", "DataLoader", "default_collate", "sample_rng", "Compose", "Resize",
     "RandomCrop", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip", "ToArray",

@@ -29,6 +29,7 @@ switch and would fill the missing part with grey).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -41,7 +42,8 @@ from .dataset import BadSampleError, Dataset, Subset, _check_index, dataset_labe
 from .transforms import call_transform, default_rng
 
 __all__ = [
-    "ImageFolder", "load_image", "train_val_split", "stratified_indices", "stratified_subset",
+    "ImageFolder", "load_image", "train_val_split", "train_val_test_split", "stratified_indices",
+    "stratified_subset",
     "BadImageError", "UnreadableImageWarning", "NoImagesError", "IMG_EXTENSIONS",
 ]
 
@@ -150,23 +152,48 @@ def train_val_split(dataset, val_fraction=0.1, seed=0):
     arrays are sorted, disjoint and together cover the dataset; the same ``seed`` gives
     the same split.  Use with :class:`~tinynet.data.Subset`.
     """
+    train, val, _ = train_val_test_split(dataset, val_fraction, 0.0, seed)
+    return train, val
+
+
+def train_val_test_split(dataset, val_fraction=0.1, test_fraction=0.0, seed=0):
+    """Seeded split stratified per class -> ``(train_indices, val_indices, test_indices)``.
+
+    Each class is shuffled once (seeded); its first ``round(val_fraction * n_class)``
+    samples go to validation, the next ``round(test_fraction * n_class)`` to the test
+    split, the rest to training.  The validation part therefore does not depend on
+    ``test_fraction`` (``test_fraction=0`` gives exactly :func:`train_val_split`), so
+    adding a test split takes its images from training only.  At least one sample of a
+    class stays in training: validation is capped first (when ``val_fraction < 1``),
+    then the test part.  A class too small for a part gets none there; callers that
+    need every class in every part check the counts (``np.bincount`` of the labels).
+    """
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1], got {val_fraction}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}")
     labels = np.asarray(dataset_labels(dataset) if not isinstance(dataset, (list, np.ndarray))
                         else dataset)
     n = labels.size
-    val = []
+    val, test = [], []
     for k, c in enumerate(np.unique(labels)):
         members = np.flatnonzero(labels == c)
         n_val = int(round(val_fraction * members.size))
         if val_fraction < 1.0:
             n_val = min(n_val, members.size - 1)
-        rng = np.random.default_rng([int(seed), k, 0x5A11])
-        val.append(members[rng.permutation(members.size)[:n_val]])
-    val_idx = np.sort(np.concatenate(val)).astype(np.int64) if val else np.zeros(0, np.int64)
+        n_test = min(int(round(test_fraction * members.size)), max(members.size - 1 - n_val, 0))
+        order = members[np.random.default_rng([int(seed), k, 0x5A11]).permutation(members.size)]
+        val.append(order[:n_val])
+        test.append(order[n_val:n_val + n_test])
+
+    def joined(parts):
+        return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    val_idx, test_idx = joined(val), joined(test)
     mask = np.ones(n, bool)
     mask[val_idx] = False
-    return np.flatnonzero(mask).astype(np.int64), val_idx
+    mask[test_idx] = False
+    return np.flatnonzero(mask).astype(np.int64), val_idx, test_idx
 
 
 def stratified_subset(dataset, count, seed=0):
@@ -185,6 +212,8 @@ class ImageFolder(Dataset):
         :class:`~tinynet.data.transforms.Compose`); ``None`` returns the PIL image.
     classes : optional list of class names; it fixes the label order (label = position)
         and drops samples of other classes.  Default: every class found, sorted.
+    allow_missing_classes : with ``classes`` given, accept a folder that lacks some of
+        them (e.g. scoring a 2-class model on a folder of dogs only); default: an error.
     extensions : accepted file name endings (case-insensitive).
     max_images : keep a seeded stratified subset of at most this many samples.
     seed : seed for ``max_images``.
@@ -197,7 +226,7 @@ class ImageFolder(Dataset):
     """
 
     def __init__(self, root, transform=None, classes=None, extensions=IMG_EXTENSIONS,
-                 max_images=None, seed=0, verify=False, decode_size=None):
+                 max_images=None, seed=0, verify=False, decode_size=None, allow_missing_classes=False):
         self.root = os.fspath(root)
         self.transform = transform
         self.extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower()
@@ -213,7 +242,7 @@ class ImageFolder(Dataset):
         else:
             classes = [str(c) for c in classes]
             missing = sorted(set(classes) - {label for _, label in found})
-            if missing:
+            if missing and not allow_missing_classes:
                 raise NoImagesError(f"no images of class(es) {missing} in {self.root!r} "
                                     f"(found {sorted({l for _, l in found})}); {_LAYOUT_HELP}")
         self.classes = list(classes)
@@ -293,6 +322,19 @@ class ImageFolder(Dataset):
     def skipped(self) -> int:
         """Number of distinct unreadable files met so far."""
         return len(self.bad_files)
+
+    def fingerprint(self) -> str:
+        """A SHA-256 over the samples' paths (relative to ``root``) and labels, in order.
+
+        Index-based splits stored in a checkpoint are only meaningful for the same
+        list of files: two folders with the same fingerprint list the same files in
+        the same order with the same labels (the pixels are not read).
+        """
+        digest = hashlib.sha256()
+        for path, label in self.samples:
+            relative = os.path.relpath(path, self.root).replace(os.sep, "/")
+            digest.update(f"{relative}\t{self.classes[label]}\n".encode("utf-8"))
+        return digest.hexdigest()
 
     def summary(self) -> str:
         per_class = np.bincount(self.targets, minlength=len(self.classes))
