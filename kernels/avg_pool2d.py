@@ -61,7 +61,7 @@ from tinynet.backend import get_array_module
 
 from ._checks import check_4d, check_floating
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
-from .max_pool2d import pool_geometry
+from .geometry import window
 
 
 # ----------------------------------------------------------------- window arithmetic
@@ -316,8 +316,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     op = "avg_pool2d"
     check_4d(op, x)
     check_floating(op, x)
-    kernel, stride, padding, (out_h, out_w) = pool_geometry(op, x.shape, kernel_size, stride, padding,
-                                                            ceil_mode)
+    kernel, stride, padding, _, (out_h, out_w), _ = window(
+        op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
     xp = get_array_module(x)
     batch, channels = x.shape[:2]
     y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
@@ -334,8 +334,8 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     """dL/dx (``input_shape``) from dL/dy (N, C, OH, OW); the arguments are the forward's."""
     op = "avg_pool2d_backward"
     input_shape = _input_shape(op, input_shape)
-    kernel, stride, padding, (out_h, out_w) = pool_geometry(op, input_shape, kernel_size, stride, padding,
-                                                            ceil_mode)
+    kernel, stride, padding, _, (out_h, out_w), _ = window(
+        op, input_shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
     _check_grad_output(op, grad_output, input_shape[:2] + (out_h, out_w))
     xp = get_array_module(grad_output)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))

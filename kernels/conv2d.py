@@ -56,6 +56,23 @@ conv2-conv5 from batch 2 or so, VGG's layers, most of ResNet's) go through
 ``conv2d_winograd.py`` instead, which needs 2.4-4.6x fewer multiplications on
 AlexNet's layers; ``set_algorithm`` forces im2col + GEMM everywhere.
 
+1x1 convolutions as a plain GEMM
+--------------------------------
+With a 1x1 kernel, no padding and no dilation every receptive field is one
+pixel, so cols would be x itself, rearranged: im2col would only copy.  Such a
+convolution (ResNet's and GoogLeNet's bottlenecks and projections, VGG-C's
+1x1 layers) is computed straight from x in its (N, C, H*W) layout,
+
+    y[n] = W @ x[n]         (O, C) @ (C, H*W) -> (O, H*W), one GEMM per image (and group)
+
+which lands in y's own (N, O, H, W) layout with no transposing copy either.
+Backward: dx[n] = W^T @ dy[n], and dW = sum_n dy[n] @ x[n]^T.  A stride s
+reads every s-th pixel: x[:, :, ::s, ::s] goes in, and dx is zero on the
+pixels that were skipped.
+
+Which algorithm ran is recorded in what forward saves, so backward always
+differentiates the computation that forward actually did.
+
 Memory: a chunk of images at a time
 -----------------------------------
 The column matrix is large (about kh*kw/stride^2 times the input: 281 MB for
@@ -93,7 +110,10 @@ the same buffer holds cols for dW and is then overwritten by dcols for dx.  The
 GPU path runs the same code with the whole batch as one chunk (CuPy's memory
 pool already recycles allocations, and a GPU wants the largest launches).
 """
+import contextlib
 import os
+import threading
+from typing import NamedTuple
 
 import numpy
 
@@ -109,34 +129,73 @@ _OP = "conv2d"
 
 # ------------------------------------------------------------------ which algorithm
 _ALGORITHMS = ("auto", "im2col")
-_algorithm = os.environ.get("TINYNET_CONV_ALGORITHM", "auto")
+
+
+class _AlgorithmChoice(threading.local):
+    """The algorithm setting of one thread; every thread starts from TINYNET_CONV_ALGORITHM."""
+
+    def __init__(self):
+        self.name = os.environ.get("TINYNET_CONV_ALGORITHM", "auto")
+
+
+_choice = _AlgorithmChoice()
 
 
 def set_algorithm(name):
-    """Choose how CPU convolutions are computed; returns the previous choice.
+    """Choose how this thread computes convolutions; returns the previous choice.
 
-    * ``"auto"`` (default): Winograd F(m, r) (``conv2d_winograd.py``) where it applies and
-      pays -- float32/float64, stride 1, undilated square 2x2 to 5x5 kernels, at least 16
-      channels per group and 128 output tiles per call (``conv2d_winograd.supports``) --
-      and im2col + GEMM everywhere else;
+    * ``"auto"`` (default): 1x1 unpadded undilated convolutions as plain GEMMs (see above);
+      on the CPU, Winograd F(m, r) (``conv2d_winograd.py``) where it applies and pays --
+      float32/float64, stride 1, undilated square 2x2 to 5x5 kernels, at least 16 channels
+      per group and 128 output tiles per call (``conv2d_winograd.supports``); im2col + GEMM
+      everywhere else;
     * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate).
 
-    The GPU path always uses im2col + cuBLAS.  The environment variable
-    ``TINYNET_CONV_ALGORITHM`` sets the initial choice.
+    The GPU path never uses Winograd.  The environment variable ``TINYNET_CONV_ALGORITHM``
+    sets every thread's initial choice; :func:`use_algorithm` changes it for a ``with`` block.
     """
-    global _algorithm
     if name not in _ALGORITHMS:
         raise ValueError(f"{_OP}: algorithm must be one of {_ALGORITHMS}, got {name!r}")
-    previous, _algorithm = _algorithm, name
+    previous, _choice.name = _choice.name, name
     return previous
 
 
-def _uses_winograd(xp, x_shape, weight_shape, stride, padding, dilation, groups, dtype=numpy.float32):
-    if _algorithm not in _ALGORITHMS:
-        raise ValueError(f"TINYNET_CONV_ALGORITHM must be one of {_ALGORITHMS}, got {_algorithm!r}")
-    # float16 and other types stay on im2col: the transforms' arithmetic wants float32 or float64
-    return (xp is numpy and _algorithm != "im2col" and numpy.dtype(dtype) in (numpy.float32, numpy.float64)
-            and conv2d_winograd.supports(x_shape, weight_shape, stride, padding, dilation, groups))
+@contextlib.contextmanager
+def use_algorithm(name):
+    """``with use_algorithm("im2col"): ...`` -- this thread's choice inside the block only."""
+    previous = set_algorithm(name)
+    try:
+        yield
+    finally:
+        _choice.name = previous
+
+
+def choose_algorithm(x, weight_shape, stride, padding, dilation, groups):
+    """``"pointwise"``, ``"winograd"`` or ``"im2col"``: what forward will run (and backward follow)."""
+    if _choice.name not in _ALGORITHMS:
+        raise ValueError(f"TINYNET_CONV_ALGORITHM must be one of {_ALGORITHMS}, got {_choice.name!r}")
+    if _choice.name == "im2col":
+        return "im2col"
+    if tuple(weight_shape[2:]) == (1, 1) and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1):
+        return "pointwise"
+    # Winograd is a CPU path; float16 and other types stay on im2col: the transforms want float32/64
+    if (get_array_module(x) is numpy and x.dtype in (numpy.float32, numpy.float64)
+            and conv2d_winograd.supports(x.shape, weight_shape, stride, padding, dilation, groups)):
+        return "winograd"
+    return "im2col"
+
+
+class _Saved(NamedTuple):
+    """What forward keeps for backward: x, not the columns (see Memory), and every choice it made."""
+
+    x: object
+    weight: object
+    has_bias: bool
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+    algorithm: str
 
 
 # ------------------------------------------------------------------ scratch memory
@@ -204,20 +263,23 @@ def _images_per_chunk(xp, batch, column_bytes_per_image):
 
 
 # ------------------------------------------------------------------ forward
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     """y = conv2d(x, weight) + bias.
 
     x (N, C, H, W); weight (O, C/groups, kh, kw); bias (O,) or None; stride,
     padding, dilation: int or (height, width) pair.  Returns ``(y, saved)``: y of
-    shape (N, O, OH, OW) and dtype of x, and the opaque ``saved`` tuple that
-    :func:`conv2d_backward` needs (x, the weight and the settings, not the columns).
+    shape (N, O, OH, OW) and dtype of x, and the opaque ``saved`` that
+    :func:`backward` needs (x, the weight, the settings and the algorithm chosen).
     """
     groups, kernel, stride, padding, dilation, (out_h, out_w) = _check_arguments(
         x, weight, bias, stride, padding, dilation, groups)
     xp = get_array_module(x, weight, bias)
     x = xp.ascontiguousarray(x)                  # so that x[n0:n1] is a contiguous chunk
-    saved = (x, weight, bias is not None, stride, padding, dilation, groups)
-    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups, x.dtype):
+    algorithm = choose_algorithm(x, weight.shape, stride, padding, dilation, groups)
+    saved = _Saved(x, weight, bias is not None, stride, padding, dilation, groups, algorithm)
+    if algorithm == "pointwise":
+        return _pointwise_forward(xp, x, weight, bias, stride, groups), saved
+    if algorithm == "winograd":
         return conv2d_winograd.winograd_conv2d_forward(x, weight, bias, padding, groups), saved
     batch = x.shape[0]
     out_channels = weight.shape[0]
@@ -254,13 +316,16 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
 
 
 # ------------------------------------------------------------------ backward
-def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=True):
-    """Gradients of the loss with respect to x, weight and bias (see the module docstring).
+def backward(grad_output, saved, needs_input_grad=(True, True, True)):
+    """Gradients ``(grad_input, grad_weight, grad_bias)`` of the loss (see the module docstring).
 
-    Returns ``(grad_input or None, grad_weight or None, grad_bias or None)``;
-    grad_bias is None when the forward pass had no bias.
+    Each is None where ``needs_input_grad`` does not ask for it; grad_bias is None
+    when the forward pass had no bias.  The algorithm is the one forward used.
     """
-    x, weight, has_bias, stride, padding, dilation, groups = saved
+    needs = tuple(needs_input_grad) + (True,) * (3 - len(needs_input_grad))
+    need_input_grad, need_weight_grad = bool(needs[0]), bool(needs[1])
+    x, weight, has_bias, stride, padding, dilation, groups, algorithm = saved
+    has_bias = has_bias and bool(needs[2])
     xp = get_array_module(grad_output, x)
     batch = x.shape[0]
     out_channels = weight.shape[0]
@@ -269,7 +334,10 @@ def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=T
     expected = (batch, out_channels, out_h, out_w)
     if tuple(grad_output.shape) != expected:
         raise ValueError(f"{_OP}: expected grad_output of shape {expected}, got shape {tuple(grad_output.shape)}")
-    if _uses_winograd(xp, x.shape, weight.shape, stride, padding, dilation, groups, x.dtype):
+    if algorithm == "pointwise":
+        return _pointwise_backward(xp, grad_output, x, weight, has_bias, stride, groups,
+                                   need_input_grad, need_weight_grad)
+    if algorithm == "winograd":
         grad_input, grad_weight = conv2d_winograd.winograd_conv2d_backward(
             grad_output, x, weight, padding, groups,
             need_input_grad=need_input_grad, need_weight_grad=need_weight_grad)
@@ -332,3 +400,60 @@ def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=T
         # (G, K, O/G) -> (G, O/G, K) = (O, C/G, kh, kw): one small weight-sized copy
         grad_weight = xp.ascontiguousarray(grad_weight_t.transpose(0, 2, 1)).reshape(weight.shape)
     return grad_input, grad_weight, grad_bias
+
+
+# ------------------------------------------------------------------ 1x1 convolutions
+def _pointwise_forward(xp, x, weight, bias, stride, groups):
+    """y[n] = W @ x[n] per group, for a 1x1 kernel without padding or dilation (see above)."""
+    if tuple(stride) != (1, 1):
+        x = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]])
+    batch, channels, height, width = x.shape
+    out_channels = weight.shape[0]
+    weight_groups = weight.reshape(groups, out_channels // groups, channels // groups)
+    # (G, O/G, C/G) @ (N, G, C/G, H*W) -> (N, G, O/G, H*W): already y's (N, O, H, W) order
+    y = xp.matmul(weight_groups, x.reshape(batch, groups, channels // groups, height * width))
+    y = y.reshape(batch, out_channels, height, width)
+    if bias is not None:
+        y += bias.reshape(1, out_channels, 1, 1)
+    return y
+
+
+def _pointwise_backward(xp, grad_output, x, weight, has_bias, stride, groups, need_input_grad,
+                        need_weight_grad):
+    """dx[n] = W^T @ dy[n] (zero on the pixels a stride skipped), dW = sum_n dy[n] @ x[n]^T."""
+    strided = tuple(stride) != (1, 1)
+    sampled = xp.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]]) if strided else x
+    batch, channels, height, width = sampled.shape
+    out_channels = weight.shape[0]
+    per_group_in, per_group_out = channels // groups, out_channels // groups
+    grad_groups = xp.ascontiguousarray(grad_output).reshape(batch, groups, per_group_out, height * width)
+    grad_input = grad_weight = grad_bias = None
+    if need_input_grad:
+        weight_t = weight.reshape(groups, per_group_out, per_group_in).transpose(0, 2, 1)
+        grad_sampled = xp.matmul(weight_t, grad_groups).reshape(batch, channels, height, width)
+        if strided:
+            grad_input = xp.zeros(x.shape, dtype=x.dtype)
+            grad_input[:, :, ::stride[0], ::stride[1]] = grad_sampled
+        else:
+            grad_input = grad_sampled
+    if need_weight_grad:
+        x_groups = sampled.reshape(batch, groups, per_group_in, height * width)
+        grad_weight = xp.empty((groups, per_group_out, per_group_in), dtype=x.dtype)
+        for group in range(groups):
+            # sum over images and pixels at once: one GEMM of (O/G, N*H*W) @ (N*H*W, C/G)
+            grad_weight[group] = xp.tensordot(grad_groups[:, group], x_groups[:, group], axes=([0, 2], [0, 2]))
+        grad_weight = grad_weight.reshape(weight.shape)
+    if has_bias:
+        grad_bias = grad_output.sum(axis=(0, 2, 3), dtype=x.dtype)
+    return grad_input, grad_weight, grad_bias
+
+
+# ------------------------------------------------------------------ positional spellings
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """:func:`forward` with positional settings (the kernel tests' and benchmarks' spelling)."""
+    return forward(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv2d_backward(grad_output, saved, need_input_grad=True, need_weight_grad=True):
+    """:func:`backward` with the two expensive gradients as flags (grad_bias whenever forward had a bias)."""
+    return backward(grad_output, saved, (need_input_grad, need_weight_grad, True))

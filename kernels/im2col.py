@@ -65,26 +65,15 @@ import numpy
 
 from tinynet.backend import get_array_module
 
-from ._checks import check_4d, check_floating, check_window, output_size, pair
+from ._checks import check_4d, check_floating
+from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
 
 
 # ------------------------------------------------------------------ shapes and checks
 def window_geometry(op, input_shape, kernel_size, stride, padding, dilation):
-    """Validated (kernel, stride, padding, dilation, (OH, OW)) as int pairs."""
-    kernel = pair(kernel_size, "kernel_size")
-    stride = pair(stride, "stride")
-    padding = pair(padding, "padding")
-    dilation = pair(dilation, "dilation")
-    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise ValueError(
-            f"{op}: kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
-            f"kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}")
-    height, width = input_shape[2], input_shape[3]
-    check_window(op, height, width, kernel, padding, dilation)
-    out_height = output_size(height, kernel[0], stride[0], padding[0], dilation[0])
-    out_width = output_size(width, kernel[1], stride[1], padding[1], dilation[1])
-    return kernel, stride, padding, dilation, (out_height, out_width)
+    """Validated (kernel, stride, padding, dilation, (OH, OW)) as int pairs (see ``geometry.window``)."""
+    return window(op, input_shape, kernel_size, stride, padding, dilation)[:5]
 
 
 def columns_shape(input_shape, kernel_size, stride, padding, dilation=(1, 1)):

@@ -57,38 +57,11 @@ import numpy
 
 from tinynet.backend import get_array_module
 
-from ._checks import check_4d, check_floating, check_window, output_size, pair
+from ._checks import check_4d, check_floating
+from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
 
 _INT32_MAX = 2**31 - 1
-
-
-# ----------------------------------------------------------------- geometry
-def pool_geometry(op, input_shape, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Check the pooling arguments; return ``(kernel, stride, padding, (OH, OW))`` as int pairs.
-
-    Shared by max and average pooling (PyTorch applies the same rules to both).
-    """
-    if len(input_shape) != 4:
-        raise ValueError(f"{op}: expected a 4-D input of shape (N, C, H, W), got shape {tuple(input_shape)}")
-    height, width = int(input_shape[2]), int(input_shape[3])
-    kernel = pair(kernel_size, "kernel_size")
-    # PyTorch's functional API reads stride=None (or an empty list) as "stride = kernel"
-    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
-        else pair(stride, "stride")
-    padding = pair(padding, "padding")
-    if min(kernel) < 1 or min(stride) < 1:
-        raise ValueError(f"{op}: kernel_size and stride must be positive, got kernel_size {kernel}, stride {stride}")
-    if min(padding) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        # a window of pure padding would have no pixel to select (max) or to average
-        raise ValueError(f"{op}: padding must be at most half the kernel size, got padding {padding} "
-                         f"for kernel_size {kernel}")
-    check_window(op, height, width, kernel, padding)
-    out = (output_size(height, kernel[0], stride[0], padding[0], ceil_mode=ceil_mode),
-           output_size(width, kernel[1], stride[1], padding[1], ceil_mode=ceil_mode))
-    return kernel, stride, padding, out
 
 
 def _argmax_dtype(height, width):
@@ -112,7 +85,7 @@ def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
                 w_end = min(w_start + kernel_w, width)
                 w_start = max(w_start, 0)
                 # start from the window's first real pixel (every window has one, see
-                # pool_geometry); reading it also keeps `best` in the input's dtype
+                # geometry.window); reading it also keeps `best` in the input's dtype
                 best = x[plane, h_start, w_start]
                 best_index = h_start * width + w_start
                 for h in range(h_start, h_end):
@@ -227,8 +200,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     op = "max_pool2d"
     check_4d(op, x)
     check_floating(op, x)
-    kernel, stride, padding, (out_h, out_w) = pool_geometry(op, x.shape, kernel_size, stride, padding,
-                                                            ceil_mode)
+    kernel, stride, padding, _, (out_h, out_w), _ = window(
+        op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
     xp = get_array_module(x)
     batch, channels, height, width = x.shape
     planes = xp.ascontiguousarray(x).reshape(batch * channels, height, width)
@@ -268,7 +241,8 @@ def max_pool2d_backward(grad_output, argmax, input_shape, kernel_size=None, stri
     grad_planes = xp.ascontiguousarray(grad_output).reshape(batch * channels, out_h, out_w)
     argmax_planes = xp.ascontiguousarray(argmax).reshape(batch * channels, out_h, out_w)
     if xp is not numpy and kernel_size is not None:
-        kernel, stride, padding, _ = pool_geometry(op, input_shape, kernel_size, stride, padding)
+        kernel, stride, padding, _, _, _ = window(op, input_shape, kernel_size, stride, padding,
+                                                  pooling=True)
         grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
         _backward_gather_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
             grad_planes, argmax_planes, grad_input.reshape(batch * channels, height, width),

@@ -334,7 +334,7 @@ UFUNCS_WITH_AT = ("add", "subtract", "maximum", "minimum")
 #: other functions tinynet calls through the array module
 FUNCTIONS = ("arange", "argmax", "broadcast_to", "concatenate", "empty", "empty_like",
              "expand_dims", "full", "ones", "ones_like", "split", "stack", "sum", "swapaxes",
-             "take", "where", "zeros", "zeros_like")
+             "take", "tensordot", "where", "zeros", "zeros_like")
 
 
 def _copy_to_device(a, dtype=None, order="K"):

@@ -146,18 +146,25 @@ def test_float32_accuracy_against_float64(channels, size, out_channels, r, pad):
 
 # ------------------------------------------------------------------ dispatch from conv2d
 def test_conv2d_dispatch_and_set_algorithm():
+    def chosen(x_shape, weight_shape, stride=(1, 1), padding=(1, 1), dilation=(1, 1), dtype=np.float32):
+        return conv2d_module.choose_algorithm(np.empty(x_shape, dtype), weight_shape, stride, padding, dilation, 1)
+
     x_shape, weight_shape = (6, 32, 13, 13), (48, 32, 3, 3)        # 6 images x 25 tiles of 3 x 3
-    assert conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (1, 1), 1)
-    assert not conv2d_module._uses_winograd(np, (1, 32, 13, 13), weight_shape, (1, 1), (1, 1), (1, 1), 1)
-    assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (1, 1), 1, np.float16)
-    assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (2, 2), (1, 1), (1, 1), 1)   # stride
-    assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (2, 2), 1)   # dilation
-    assert not conv2d_module._uses_winograd(np, x_shape, (48, 32, 11, 11), (1, 1), (1, 1), (1, 1), 1)
-    assert not conv2d_module._uses_winograd(np, (6, 3, 13, 13), (48, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    assert chosen(x_shape, weight_shape) == "winograd"
+    assert chosen((1, 32, 13, 13), weight_shape) == "im2col"                  # too few tiles
+    assert chosen(x_shape, weight_shape, dtype=np.float16) == "im2col"
+    assert chosen(x_shape, weight_shape, stride=(2, 2)) == "im2col"
+    assert chosen(x_shape, weight_shape, dilation=(2, 2)) == "im2col"
+    assert chosen(x_shape, (48, 32, 11, 11)) == "im2col"
+    assert chosen((6, 3, 13, 13), (48, 3, 3, 3)) == "im2col"                  # too few channels
+    assert chosen(x_shape, (48, 32, 1, 1), padding=(0, 0)) == "pointwise"
+    assert chosen(x_shape, (48, 32, 1, 1), stride=(2, 2), padding=(0, 0)) == "pointwise"
+    assert chosen(x_shape, (48, 32, 1, 1), padding=(1, 1)) == "im2col"         # padded 1x1: im2col
     previous = conv2d_module.set_algorithm("im2col")
     try:
         assert previous == "auto"
-        assert not conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (1, 1), (1, 1), 1)
+        assert chosen(x_shape, weight_shape) == "im2col"
+        assert chosen(x_shape, (48, 32, 1, 1), padding=(0, 0)) == "im2col"
         with pytest.raises(ValueError, match="algorithm must be one of"):
             conv2d_module.set_algorithm("fft")
     finally:
@@ -165,11 +172,39 @@ def test_conv2d_dispatch_and_set_algorithm():
 
 
 def test_a_bad_algorithm_in_the_environment_names_the_variable(monkeypatch):
-    monkeypatch.setattr(conv2d_module, "_algorithm", "winograd-please")      # as if read from the env
+    monkeypatch.setattr(conv2d_module._choice, "name", "winograd-please")      # as if read from the env
     x = np.ones((1, 2, 5, 5), np.float32)
     with pytest.raises(ValueError, match=r"TINYNET_CONV_ALGORITHM must be one of \('auto', 'im2col'\), "
                                          r"got 'winograd-please'"):
         conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32))
+
+
+def test_backward_follows_the_algorithm_forward_chose():
+    """Switching the algorithm between forward and backward must not change the gradients:
+    the choice travels in ``saved`` (a backward that re-read the switch would mix Winograd's
+    forward with im2col's backward, or the reverse)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 32, 13, 13)).astype(np.float32)
+    weight = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
+    grad = rng.standard_normal((6, 16, 13, 13)).astype(np.float32)
+    y, saved = conv2d_module.forward(x, weight, None, padding=1)
+    assert saved.algorithm == "winograd"
+    expected = conv2d_module.backward(grad, saved)
+    with conv2d_module.use_algorithm("im2col"):
+        switched = conv2d_module.backward(grad, saved)
+    for a, b in zip(expected[:2], switched[:2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_algorithm_switch_is_per_thread_and_scoped():
+    import threading
+    seen = {}
+    with conv2d_module.use_algorithm("im2col"):
+        thread = threading.Thread(target=lambda: seen.update(other=conv2d_module._choice.name))
+        thread.start()
+        thread.join()
+        seen["inside"] = conv2d_module._choice.name
+    assert seen == {"other": "auto", "inside": "im2col"} and conv2d_module._choice.name == "auto"
 
 
 def test_conv2d_gives_the_same_gradients_with_either_algorithm():
@@ -178,7 +213,7 @@ def test_conv2d_gives_the_same_gradients_with_either_algorithm():
     weight = rng.standard_normal((32, 16, 3, 3))
     bias = rng.standard_normal(32)
     grad_output = rng.standard_normal((12, 32, 13, 12))
-    assert conv2d_module._uses_winograd(np, x.shape, weight.shape, (1, 1), (1, 1), (1, 1), 2)
+    assert conv2d_module.choose_algorithm(x, weight.shape, (1, 1), (1, 1), (1, 1), 2) == "winograd"
     results = {}
     for algorithm in ("im2col", "auto"):
         previous = conv2d_module.set_algorithm(algorithm)
@@ -198,8 +233,8 @@ def test_alexnet_shapes_match_torch_in_float32():
     rng = np.random.default_rng(2)
     for x_shape, weight_shape, pad, groups in [((6, 32, 13, 13), (48, 32, 3, 3), 1, 1),
                                                ((2, 64, 27, 27), (64, 32, 5, 5), 2, 2)]:
-        assert conv2d_module._uses_winograd(np, x_shape, weight_shape, (1, 1), (pad, pad), (1, 1), groups)
         x = rng.standard_normal(x_shape).astype(np.float32)
+        assert conv2d_module.choose_algorithm(x, weight_shape, (1, 1), (pad, pad), (1, 1), groups) == "winograd"
         fan_in = weight_shape[1] * weight_shape[2] * weight_shape[3]
         weight = (rng.standard_normal(weight_shape) / np.sqrt(fan_in)).astype(np.float32)
         bias = rng.standard_normal(weight_shape[0]).astype(np.float32)

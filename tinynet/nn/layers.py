@@ -3,7 +3,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..kernels._checks import pair
+from ..kernels.geometry import pair
 from . import functional as F
 from . import init
 from .module import Module
