@@ -115,11 +115,12 @@ class AuxClassifier(nn.Module):
         self.fc2 = nn.Linear(1024, num_classes)
 
     def forward(self, x):
-        x = self.relu(self.conv(self.avgpool(x)))
-        if x.shape[2:] != (4, 4):
+        pooled = tuple((size - 5) // 3 + 1 for size in x.shape[2:])
+        if pooled != (4, 4):      # FC1 takes 4*4*128 values: (14-5)/3+1 = 4
             raise ValueError(f"GoogLeNet auxiliary classifier: expects the 14x14 maps of a 224x224 input "
-                             f"(pooled to 4x4), got {tuple(x.shape[2:])} after pooling; use a 224 px input "
+                             f"(pooled 5x5/3 to 4x4), got {tuple(x.shape[2:])} maps; use a 224 px input "
                              f"or aux_logits=False")
+        x = self.relu(self.conv(self.avgpool(x)))
         x = self.relu(self.fc1(self.flatten(x)))
         return self.fc2(self.dropout(x))
 
@@ -193,6 +194,125 @@ def googlenet_loss(outputs, targets, aux_weight=AUX_LOSS_WEIGHT):
         return (F.cross_entropy(outputs.logits, targets)
                 + aux_weight * (F.cross_entropy(outputs.aux1, targets) + F.cross_entropy(outputs.aux2, targets)))
     return F.cross_entropy(outputs, targets)
+
+
+# ----------------------------------------------------------------------------- Table 1, from the model
+#: the paper's Table 1: (type, patch size/stride, output H x W x C, depth, params in K, ops in M).
+#: Its params column counts weights without biases in units of 1024 (inception 3a: 163,328 weights
+#: = 159.5K); ops are multiply-adds in millions (3a: 28*28*163,328 = 128.0M).
+PAPER_TABLE1 = [
+    ("convolution", "7x7/2", (112, 112, 64), 1, 2.7, 34),
+    ("max pool", "3x3/2", (56, 56, 64), 0, None, None),
+    ("convolution", "3x3/1", (56, 56, 192), 2, 112, 360),
+    ("max pool", "3x3/2", (28, 28, 192), 0, None, None),
+    ("inception (3a)", "", (28, 28, 256), 2, 159, 128),
+    ("inception (3b)", "", (28, 28, 480), 2, 380, 304),
+    ("max pool", "3x3/2", (14, 14, 480), 0, None, None),
+    ("inception (4a)", "", (14, 14, 512), 2, 364, 73),
+    ("inception (4b)", "", (14, 14, 512), 2, 437, 88),
+    ("inception (4c)", "", (14, 14, 512), 2, 463, 100),
+    ("inception (4d)", "", (14, 14, 528), 2, 580, 119),
+    ("inception (4e)", "", (14, 14, 832), 2, 840, 170),
+    ("max pool", "3x3/2", (7, 7, 832), 0, None, None),
+    ("inception (5a)", "", (7, 7, 832), 2, 1072, 54),
+    ("inception (5b)", "", (7, 7, 1024), 2, 1388, 71),
+    ("avg pool", "7x7/1", (1, 1, 1024), 0, None, None),
+    ("dropout (40%)", "", (1, 1, 1024), 0, None, None),
+    ("linear", "", (1, 1, 1000), 1, 1000, 1),
+    ("softmax", "", (1, 1, 1000), 0, None, None),
+]
+
+#: the rows of Table 1 as groups of the model's top-level modules (LRN, ReLU and flatten have no row)
+TABLE1_GROUPS = [("conv1",), ("pool1",), ("conv2_reduce", "conv2"), ("pool2",), ("inception3a",),
+                 ("inception3b",), ("pool3",), ("inception4a",), ("inception4b",), ("inception4c",),
+                 ("inception4d",), ("inception4e",), ("pool4",), ("inception5a",), ("inception5b",),
+                 ("avgpool",), ("dropout",), ("fc",), ("softmax",)]
+
+
+def table1(model, input_size=224):
+    """Table 1 computed from ``model``: one dict per row with the paper's columns.
+
+    Keys: ``type``, ``patch`` ("7x7/2"), ``output`` ((H, W, C)), ``depth`` (weight layers on the
+    longest path through the row), ``widths`` (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj;
+    None where the paper leaves them blank), ``weights`` (parameters without biases, as the paper
+    counts them), ``params`` (with biases) and ``mult_adds``, from ``tinynet.summary``'s rows.
+    The ``softmax`` row is the loss's: the model returns the logits.
+    """
+    shapes = {}
+    handles = []
+    for group in TABLE1_GROUPS:
+        for name in group:
+            module = getattr(model, name, None)
+            if module is None and name != "softmax":
+                raise ValueError(f"table1: the model has no top-level module {name!r}; is it a GoogLeNet?")
+            if module is not None:
+                def hook(mod, inputs, output, name=name):
+                    shapes[name] = (tuple(inputs[0].shape), tuple(output.shape))
+                handles.append(module.register_forward_hook(hook))
+    try:
+        summary = tinynet.summary(model, (3, input_size, input_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows = []
+    for group, paper in zip(TABLE1_GROUPS, PAPER_TABLE1):
+        kind = paper[0]
+        if group == ("softmax",):
+            _, out = shapes["fc"]
+            rows.append(dict(type=kind, patch="", output=(1, 1, out[1]), depth=0, widths=None,
+                             weights=0, params=0, mult_adds=0))
+            continue
+        modules = [getattr(model, name) for name in group]
+        _, out = shapes[group[-1]]
+        output = (out[2], out[3], out[1]) if len(out) == 4 else (1, 1, out[1])
+        layers = [m for module in modules for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        weights = sum(m.weight.numel() for m in layers)
+        params = sum(p.numel() for module in modules for p in module.parameters())
+        prefixes = tuple(name + "." for name in group)
+        mult_adds = sum(r.mult_adds for r in summary.rows if r.name in group or r.name.startswith(prefixes))
+        first = modules[0]
+        if isinstance(first, Inception):
+            depth, widths, patch = 2, first.widths, ""
+        elif isinstance(first, nn.Conv2d):
+            last = modules[-1]
+            depth = len(modules)
+            widths = (None, modules[0].out_channels, last.out_channels, None, None, None) if depth == 2 else None
+            patch = f"{last.kernel_size[0]}x{last.kernel_size[1]}/{last.stride[0]}"
+        elif isinstance(first, nn.MaxPool2d):
+            depth, widths = 0, None
+            patch = f"{first.kernel_size[0]}x{first.kernel_size[1]}/{first.stride[0]}"
+        elif isinstance(first, nn.AdaptiveAvgPool2d):
+            # a global average pool: its window is the whole incoming map (7x7 at 224 px)
+            incoming, _ = shapes[group[0]]
+            depth, widths, patch = 0, None, f"{incoming[2]}x{incoming[3]}/1"
+        else:
+            depth, widths, patch = (1 if layers else 0), None, ""
+        if isinstance(first, nn.Dropout):
+            kind = f"dropout ({round(first.p * 100)}%)"
+        rows.append(dict(type=kind, patch=patch, output=output, depth=depth, widths=widths,
+                         weights=weights, params=params, mult_adds=mult_adds))
+    return rows
+
+
+def format_table1(rows, with_paper=True):
+    """Table 1 as text: the model's numbers, params as weights/1024 ("K") and ops in millions, and the paper's."""
+    header = (f"{'type':<16}{'patch':<7}{'output':<12}{'depth':>5}  {'#1x1':>5}{'#3x3r':>6}{'#3x3':>5}"
+              f"{'#5x5r':>6}{'#5x5':>5}{'proj':>5}  {'params':>8}{'ops':>8}")
+    if with_paper:
+        header += f"  {'paper params':>12}{'paper ops':>10}"
+    lines = [header, "-" * len(header)]
+    for row, paper in zip(rows, PAPER_TABLE1):
+        h, w, c = row["output"]
+        widths = "".join(f"{'' if v is None else v:>{n}}" for v, n in zip(row["widths"] or (None,) * 6,
+                                                                       (5, 6, 5, 6, 5, 5)))
+        params = f"{row['weights'] / 1024:.1f}K" if row["weights"] else ""
+        ops = f"{row['mult_adds'] / 1e6:.1f}M" if row["mult_adds"] else ""
+        line = (f"{row['type']:<16}{row['patch']:<7}{f'{h}x{w}x{c}':<12}{row['depth']:>5}  {widths}  "
+                f"{params:>8}{ops:>8}")
+        if with_paper:
+            line += f"  {'' if paper[4] is None else f'{paper[4]:g}K':>12}{'' if paper[5] is None else f'{paper[5]}M':>10}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def googlenet(num_classes=1000, aux_logits=True, dropout=0.4):
