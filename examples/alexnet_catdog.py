@@ -187,6 +187,10 @@ def check_arguments(args):
         raise UsageError("--eval-only and --predict need --checkpoint PATH (e.g. runs/alexnet_catdog/best.npz)")
     if args.all and not args.eval_only:
         raise UsageError("--all only applies to --eval-only (score every photo of --data)")
+    if args.all and "data" not in args.given:
+        raise UsageError("--all needs --data FOLDER: the labelled photos to score")
+    if args.eval_only and "data" in args.given and not os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data}: no such folder")
     if args.eval_only and args.predict:
         raise UsageError("choose one of --eval-only and --predict")
     for photo in args.predict or []:
@@ -384,7 +388,7 @@ def with_interval(score):
 
 def describe(score):
     low, high = score["ci95"]
-    return f"{100 * score['accuracy']:.2f}% (95% CI {100 * low:.1f}-{100 * high:.1f})"
+    return f"{100 * score['accuracy']:.2f}% (95% Wilson CI {100 * low:.1f}-{100 * high:.1f})"
 
 
 def score_split(model, folder_path, indices, config, statistics, classes, device, workers, ten_crop=True,

@@ -105,7 +105,7 @@ def test_eval_only_and_predict_on_real_photos(real_run, capsys):
     for line in ("centre crop: validation accuracy", "ten crop: validation accuracy", "centre crop: test accuracy",
                  "ten crop: test accuracy"):
         assert line in printed
-    assert "on 6 images" in printed and "95% CI" in printed
+    assert "on 6 images" in printed and "95% Wilson CI" in printed
 
     photo = CATDOG / "cat.1.jpg"
     assert alexnet_catdog.main(["--predict", str(photo), "--checkpoint", best]) == 0

@@ -231,10 +231,12 @@ def test_bad_flags_are_refused_before_any_work(tiny, photos, tmp_path, capsys, f
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
-def test_out_that_is_a_file_is_refused(tiny, photos, tmp_path, capsys):
+def test_out_that_is_a_file_and_all_without_data_are_refused(tiny, photos, tmp_path, capsys):
     (tmp_path / "taken").write_text("")
     assert alexnet_catdog.main(["--data", str(photos), "--out", str(tmp_path / "taken")]) == 2
-    assert "--out" in capsys.readouterr().err
+    assert "error: --out" in capsys.readouterr().err
+    assert alexnet_catdog.main(["--eval-only", "--all", "--checkpoint", str(tmp_path / "taken")]) == 2
+    assert "error: --all needs --data FOLDER" in capsys.readouterr().err
 
 
 def test_the_smallest_image_size_is_computed_from_the_model():
@@ -427,7 +429,7 @@ def test_the_progress_output_leads_with_the_test_figure(tiny, photos, tmp_path, 
     headline = next(i for i, line in enumerate(lines) if line.startswith("HEADLINE"))
     assert lines[headline].startswith("HEADLINE test (never seen during training or selection), 6 images: "
                                       "centre crop ")
-    assert "95% CI" in lines[headline] and lines[headline + 1].startswith("validation (picked epoch 1")
+    assert "95% Wilson CI" in lines[headline] and lines[headline + 1].startswith("validation (picked epoch 1")
     assert lines[headline + 2].startswith("checkpoints: best.npz")
 
 
