@@ -6,7 +6,9 @@ The mapping lives in ``package_dir``; a source checkout used without installing
 """
 from setuptools import setup
 
-PACKAGES = ["tinynet", "tinynet.ops", "tinynet.nn", "tinynet.optim", "tinynet.data"]
+PACKAGES = ["tinynet", "tinynet.ops", "tinynet.nn", "tinynet.optim", "tinynet.data", "tinynet.distributed"]
+
+MPI = ["mpi4py>=4.0", "mpich>=4.2"]
 
 setup(
     name="tinynet-from-scratch",  # "tinynet" on PyPI is an unrelated 2020 package
@@ -25,7 +27,11 @@ setup(
     ],
     extras_require={
         "gpu": ["cupy-cuda13x>=14", "numba-cuda"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"],
+        # data-parallel training (tinynet.distributed): mpi4py and an MPI runtime from the package
+        # index (the mpich wheel brings mpiexec); on GPUs NCCL too.  The tests run under mpiexec.
+        "mpi": MPI,
+        "gpu-distributed": ["cupy-cuda13x>=14", "numba-cuda", "nvidia-nccl-cu13"] + MPI,
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"] + MPI,
         "oracle": ["torch==2.13.0"],
         "plot": ["matplotlib>=3.7"],
     },

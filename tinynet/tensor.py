@@ -235,6 +235,24 @@ class Tensor:
             self.grad = Tensor(g)
         else:
             self.grad = Tensor(self.grad.data + g)
+        for hook in tuple(self.__dict__.get("_post_accumulate_grad_hooks", {}).values()):
+            hook(self)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time backward has added a gradient contribution to ``self.grad``.
+
+        A tensor used k times in the graph gets k calls per backward.  Data-parallel training
+        (``tinynet.distributed``) counts them to start reducing a bucket of gradients as soon as
+        its last contribution is in, while backward still runs.  Returns a handle whose
+        ``remove()`` unregisters the hook.
+        """
+        from .nn.module import _HookHandle
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook expects a callable, got {type(hook).__name__}")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        key = object()
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
 
     # ------------------------------------------------------------- operators
     def __add__(self, other):

@@ -21,6 +21,7 @@ from .image_folder import (IMG_EXTENSIONS, BadImageError, ImageFolder, NoImagesE
                            UnreadableImageWarning, load_image, stratified_indices,
                            stratified_subset, train_val_split, train_val_test_split)
 from .loader import DataLoader, default_collate, sample_rng
+from .distributed_sampler import DistributedDataLoader, DistributedSampler
 from .mnist import IDXError, MNIST, MNISTNotFoundError, load_mnist, read_idx
 from .transforms import (CenterCrop, Compose, Normalize, PCAColorAugmentation, RandomCrop,
                          RandomHorizontalFlip, RandomResizedCrop, Resize, TenCrop, ToArray,
@@ -35,4 +36,5 @@ __all__ = [
     "RandomCrop", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip", "ToArray",
     "Normalize", "PCAColorAugmentation", "TenCrop", "compute_rgb_pca", "compute_mean_std",
     "compute_rgb_stats", "MNIST", "IDXError", "MNISTNotFoundError", "load_mnist", "read_idx",
+    "DistributedSampler", "DistributedDataLoader",
 ]
