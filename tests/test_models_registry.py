@@ -74,3 +74,12 @@ def test_checkpoint_without_config_is_a_clear_error(tmp_path):
     tinynet.save({"model": {}}, path)
     with pytest.raises(ValueError, match="no 'model_config' entry"):
         models.model_from_checkpoint(path)
+
+
+def test_alexnet_lives_in_the_zoo_and_the_old_import_still_works():
+    import alexnet
+    from models.alexnet import AlexNet
+    assert alexnet.AlexNet is AlexNet
+    model = models.create("alexnet", num_classes=2, groups=2, dropout_placement="paper")
+    assert isinstance(model, AlexNet) and model.num_parameters() == 56_876_418
+    assert models.config_of(model)["options"] == {"groups": 2, "dropout_placement": "paper"}
