@@ -740,7 +740,9 @@ class TrainingRun:
 
     def final_scores(self):
         """The best checkpoint scored once on validation and (if any) test photos -> results dict."""
-        model, best_state = load_model(self.files.best, self.args.device)
+        best_state = tinynet.load(self.files.best)
+        model = self.model  # training is over: the same network takes the best epoch's weights
+        model.load_state_dict(best_state["model"])
         ten_crop = not self.args.no_ten_crop
         common = (self.config, self.statistics, self.classes, self.args.device, self.args.workers, ten_crop)
         results = {"best_checkpoint": str(self.files.best), "best_epoch": int(best_state["epoch"]),
@@ -880,7 +882,12 @@ def train(args):
         code = run.fit(stop)
     if code != 0:
         return code
-    results = run.final_scores()
+    try:
+        results = run.final_scores()
+    except KeyboardInterrupt:  # training is complete and saved; only the scoring is lost
+        files.say(f"\ninterrupted during the final scoring; {files.last} holds the finished training: the same "
+                  f"command with --resume scores it again", error=True)
+        return EXIT_INTERRUPTED
     files.write_results(results)
     print_results(files, results)
     skipped = run.train_folder.skipped + run.val_folder.skipped

@@ -195,6 +195,21 @@ def test_ctrl_c_saves_at_the_next_batch_boundary(tiny, photos, tmp_path, monkeyp
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the script put the handler back
 
 
+def test_ctrl_c_during_the_final_scoring_keeps_the_finished_run(tiny, photos, uninterrupted, tmp_path, monkeypatch,
+                                                                capsys):
+    real_scores = alexnet_catdog.TrainingRun.final_scores
+
+    def ctrl_c(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(alexnet_catdog.TrainingRun, "final_scores", ctrl_c)
+    assert run(tmp_path, photos) == 130
+    assert "interrupted during the final scoring" in capsys.readouterr().err
+    monkeypatch.setattr(alexnet_catdog.TrainingRun, "final_scores", real_scores)
+    assert run(tmp_path, photos, "--resume") == 0  # no epoch left: scores the best checkpoint
+    assert read_results(tmp_path) == read_results(uninterrupted)
+
+
 # ----------------------------------------------------------------------------- flags checked up front
 BAD_FLAGS = [
     (["--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
