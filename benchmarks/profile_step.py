@@ -7,7 +7,7 @@
 Every kernel entry point is wrapped in a timer (module attributes are patched, so the code
 that runs is unchanged), and the GEMMs are caught by handing the conv and linear kernels an
 array module whose ``matmul`` is timed (everything else is NumPy itself).  Timers nest: each
-category gets its *exclusive* time, so "conv: layout + bias" is conv2d_forward/backward minus
+category gets its *exclusive* time, so "conv: layout + bias" is conv2d.forward/backward minus
 the im2col, col2im and GEMMs inside it.  What no timer covers -- the autograd walk, Tensor
 and Function objects, module calls, reshapes -- is "Python / autograd / untimed".
 
@@ -118,8 +118,9 @@ def instrument(timers):
     import numpy
     import tinynet
     from tinynet import kernels, optim
-    from tinynet.kernels import avg_pool2d, conv2d, conv2d_winograd, linear, local_response_norm, max_pool2d, relu
-    from tinynet.ops import layers as op_layers
+    from tinynet import backend
+    from tinynet.kernels import (adaptive_avg_pool2d, conv2d, conv2d_winograd, dropout, linear, local_response_norm,
+                                 max_pool2d, relu)
     from tinynet.ops import loss as op_loss
 
     patches = []
@@ -153,20 +154,21 @@ def instrument(timers):
     patch(conv2d_winograd, "_filter_gradient", "Winograd transforms")
     patch(conv2d, "im2col_into", "im2col")
     patch(conv2d, "col2im", "col2im")
-    patch(conv2d, "conv2d_forward", "conv layout + bias")
-    patch(conv2d, "conv2d_backward", "conv layout + bias")
+    patch(conv2d, "forward", "conv layout + bias")
+    patch(conv2d, "backward", "conv layout + bias")
     patch(linear, "linear_forward", "FC bias")
     patch(linear, "linear_backward", "FC bias")
     patch(local_response_norm, "local_response_norm_forward", "LRN")
     patch(local_response_norm, "local_response_norm_backward", "LRN")
     patch(max_pool2d, "max_pool2d_forward", "max pool")
     patch(max_pool2d, "max_pool2d_backward", "max pool")
-    patch(avg_pool2d, "adaptive_avg_pool2d_forward", "adaptive avg pool")
-    patch(avg_pool2d, "adaptive_avg_pool2d_backward", "adaptive avg pool")
+    patch(adaptive_avg_pool2d, "adaptive_avg_pool2d_forward", "adaptive avg pool")
+    patch(adaptive_avg_pool2d, "adaptive_avg_pool2d_backward", "adaptive avg pool")
     patch(relu, "relu_forward", "ReLU")
     patch(relu, "relu_backward", "ReLU")
-    patch(op_layers.Dropout, "forward", "dropout (incl. RNG)")
-    patch(op_layers.Dropout, "backward", "dropout (incl. RNG)")
+    patch(dropout, "dropout_forward", "dropout (incl. RNG)")
+    patch(dropout, "dropout_backward", "dropout (incl. RNG)")
+    patch(backend._CPUGenerator, "uniform", "dropout (incl. RNG)")
     patch(op_loss.CrossEntropy, "forward", "cross-entropy")
     patch(op_loss.CrossEntropy, "backward", "cross-entropy")
     patch(tinynet.Tensor, "_accumulate", "grad accumulation")

@@ -1,4 +1,6 @@
-"""2-D average pooling (fixed windows and adaptive bins): forward, backward, CPU and GPU.
+"""2-D average pooling over fixed windows: forward, backward, CPU and GPU.
+
+(Adaptive average pooling, which asks for an output size instead, is ``adaptive_avg_pool2d.py``.)
 
 Average pooling
 ---------------
@@ -31,20 +33,6 @@ Backward: y[oh, ow] is linear in x with dy[oh, ow]/dx[h, w] = 1/D[oh, ow] when
 each output gradient is spread evenly (divided by D, the same divisor as the
 forward) over the real pixels of its window, and overlapping windows add up.
 
-Adaptive average pooling
-------------------------
-``adaptive_avg_pool2d`` asks for an output size (OH, OW) instead of a window and
-splits the input into OH x OW bins, PyTorch's way:
-
-    rows of bin i:  from floor(i*H/OH)  to  ceil((i+1)*H/OH)   (end excluded)
-
-and the same for the columns.  The bins cover the input; when H is not a
-multiple of OH neighbouring bins overlap by a row (13 -> 6: bins of 3 rows,
-starting at 0, 2, 4, 6, 8, 10), and when OH > H rows repeat (5 -> 6: bins
-[0,1), [0,2), [1,3), [2,4), [3,5), [4,5)).  y is the mean of the bin, and the
-backward divides each output gradient by the bin's area and adds it to every
-pixel of the bin, exactly as for fixed windows with D = bin area.
-
 Implementation
 --------------
 Sums run in the input's dtype (float32 stays float32, as in PyTorch), then are
@@ -59,7 +47,7 @@ import numpy
 
 from tinynet.backend import get_array_module
 
-from ._checks import check_4d, check_floating
+from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
 from .geometry import window
 
@@ -78,12 +66,6 @@ def _window(index, stride, padding, kernel, size, count_include_pad):
     start = max(start, 0)
     end = min(end, size)
     return start, end, (padded_length if count_include_pad else end - start)
-
-
-@njit(inline="always", cache=True)
-def _bin(index, out_size, size):
-    """Rows [floor(index*size/out_size), ceil((index+1)*size/out_size)) of adaptive bin ``index``."""
-    return (index * size) // out_size, ((index + 1) * size + out_size - 1) // out_size
 
 
 # ----------------------------------------------------------------- CPU kernels
@@ -120,39 +102,8 @@ def _avg_backward_cpu(grad_output, grad_input, kernel_h, kernel_w, stride_h, str
                         grad_input[plane, h, w] += share
 
 
-@njit(cache=True, parallel=True)
-def _adaptive_forward_cpu(x, y):
-    planes, height, width = x.shape
-    out_h, out_w = y.shape[1], y.shape[2]
-    for plane in prange(planes):
-        for oh in range(out_h):
-            h_start, h_end = _bin(oh, out_h, height)
-            for ow in range(out_w):
-                w_start, w_end = _bin(ow, out_w, width)
-                total = x.dtype.type(0)
-                for h in range(h_start, h_end):
-                    for w in range(w_start, w_end):
-                        total += x[plane, h, w]
-                y[plane, oh, ow] = total / x.dtype.type((h_end - h_start) * (w_end - w_start))
-
-
-@njit(cache=True, parallel=True)
-def _adaptive_backward_cpu(grad_output, grad_input):
-    planes, height, width = grad_input.shape
-    out_h, out_w = grad_output.shape[1], grad_output.shape[2]
-    for plane in prange(planes):
-        for oh in range(out_h):
-            h_start, h_end = _bin(oh, out_h, height)
-            for ow in range(out_w):
-                w_start, w_end = _bin(ow, out_w, width)
-                share = grad_output[plane, oh, ow] / grad_output.dtype.type((h_end - h_start) * (w_end - w_start))
-                for h in range(h_start, h_end):
-                    for w in range(w_start, w_end):
-                        grad_input[plane, h, w] += share
-
-
 # ----------------------------------------------------------------- GPU kernels
-# The window and bin arithmetic of _window/_bin is written out inline here, with
+# The window arithmetic of _window is written out inline here, with
 # min/max as conditional expressions: in numba 0.68 device functions and the
 # min/max builtins ask the CUDA driver for the device's compute capability while
 # compiling, which breaks compiling to PTX on a machine without a GPU.
@@ -224,92 +175,7 @@ def _avg_backward_gpu(grad_output, grad_input, kernel_h, kernel_w, stride_h, str
     grad_input[plane, h, w] = total
 
 
-@cuda.jit
-def _adaptive_forward_gpu(x, y):
-    """One thread per output element."""
-    height, width = x.shape[1], x.shape[2]
-    out_h, out_w = y.shape[1], y.shape[2]
-    index = cuda.grid(1)
-    if index >= y.shape[0] * out_h * out_w:
-        return
-    ow = index % out_w
-    oh = (index // out_w) % out_h
-    plane = index // (out_w * out_h)
-    h_start = (oh * height) // out_h
-    h_end = ((oh + 1) * height + out_h - 1) // out_h
-    w_start = (ow * width) // out_w
-    w_end = ((ow + 1) * width + out_w - 1) // out_w
-    total = x.dtype.type(0)
-    for h in range(h_start, h_end):
-        for w in range(w_start, w_end):
-            total += x[plane, h, w]
-    y[plane, oh, ow] = total / x.dtype.type((h_end - h_start) * (w_end - w_start))
-
-
-@cuda.jit
-def _adaptive_backward_gpu(grad_output, grad_input):
-    """One thread per input pixel, gathering from the bins that contain it."""
-    height, width = grad_input.shape[1], grad_input.shape[2]
-    out_h, out_w = grad_output.shape[1], grad_output.shape[2]
-    index = cuda.grid(1)
-    if index >= grad_input.shape[0] * height * width:
-        return
-    w = index % width
-    h = (index // width) % height
-    plane = index // (width * height)
-    # bin i holds row h  <=>  floor(i*H/OH) <= h < ceil((i+1)*H/OH)
-    #                    <=>  floor(h*OH/H) <= i <= ceil((h+1)*OH/H) - 1
-    oh_first = (h * out_h) // height
-    oh_last = ((h + 1) * out_h + height - 1) // height - 1
-    ow_first = (w * out_w) // width
-    ow_last = ((w + 1) * out_w + width - 1) // width - 1
-    total = grad_output.dtype.type(0)
-    for oh in range(oh_first, oh_last + 1):
-        rows = ((oh + 1) * height + out_h - 1) // out_h - (oh * height) // out_h
-        for ow in range(ow_first, ow_last + 1):
-            columns = ((ow + 1) * width + out_w - 1) // out_w - (ow * width) // out_w
-            total += grad_output[plane, oh, ow] / grad_output.dtype.type(rows * columns)
-    grad_input[plane, h, w] = total
-
-
 # ----------------------------------------------------------------- helpers
-def _planes(xp, array):
-    """(N, C, H, W) -> a C-contiguous (N*C, H, W) view: one row of work per plane."""
-    array = xp.ascontiguousarray(array)
-    return array.reshape(array.shape[0] * array.shape[1], array.shape[2], array.shape[3])
-
-
-def _check_grad_output(op, grad_output, expected_shape):
-    check_4d(op, grad_output, "grad_output")
-    check_floating(op, grad_output, "grad_output")
-    if tuple(grad_output.shape) != tuple(expected_shape):
-        raise ValueError(f"{op}: expected grad_output of shape {tuple(expected_shape)}, "
-                         f"got shape {tuple(grad_output.shape)}")
-
-
-def _input_shape(op, input_shape):
-    input_shape = tuple(int(size) for size in input_shape)
-    if len(input_shape) != 4:
-        raise ValueError(f"{op}: expected a 4-D input_shape (N, C, H, W), got {input_shape}")
-    return input_shape
-
-
-def _adaptive_output_size(op, input_shape, output_size):
-    """``6 -> (6, 6)``; ``(None, 6) -> (H, 6)`` (None keeps the input size, as in PyTorch)."""
-    if isinstance(output_size, (tuple, list)):
-        if len(output_size) != 2:
-            raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
-        sizes = output_size
-    else:
-        sizes = (output_size, output_size)
-    out = tuple(int(input_shape[2 + axis]) if size is None else int(size) for axis, size in enumerate(sizes))
-    if min(out) < 1:
-        raise ValueError(f"{op}: output_size must be positive, got {out}")
-    if min(input_shape[2:]) < 1:
-        raise ValueError(f"{op}: the input must have at least one row and column, got shape {tuple(input_shape)}")
-    return out
-
-
 # ----------------------------------------------------------------- public API
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Average pooling of ``x`` (N, C, H, W) -> y (N, C, OH, OW), same dtype."""
@@ -323,9 +189,9 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))
     if xp is not numpy:
-        _avg_forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](_planes(xp, x), _planes(xp, y), *arguments)
+        _avg_forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](as_planes(xp, x), as_planes(xp, y), *arguments)
     else:
-        _avg_forward_cpu(_planes(xp, x), _planes(xp, y), *arguments)
+        _avg_forward_cpu(as_planes(xp, x), as_planes(xp, y), *arguments)
     return y
 
 
@@ -333,51 +199,31 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
                         count_include_pad=True):
     """dL/dx (``input_shape``) from dL/dy (N, C, OH, OW); the arguments are the forward's."""
     op = "avg_pool2d_backward"
-    input_shape = _input_shape(op, input_shape)
+    input_shape = checked_input_shape(op, input_shape)
     kernel, stride, padding, _, (out_h, out_w), _ = window(
         op, input_shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
-    _check_grad_output(op, grad_output, input_shape[:2] + (out_h, out_w))
+    check_grad_output(op, grad_output, input_shape[:2] + (out_h, out_w))
     xp = get_array_module(grad_output)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))
     if xp is not numpy:
         # the gather writes every pixel, so no zero-fill is needed
         grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
         _avg_backward_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
-            _planes(xp, grad_output), _planes(xp, grad_input), *arguments)
+            as_planes(xp, grad_output), as_planes(xp, grad_input), *arguments)
     else:
         grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
-        _avg_backward_cpu(_planes(xp, grad_output), _planes(xp, grad_input), *arguments)
+        _avg_backward_cpu(as_planes(xp, grad_output), as_planes(xp, grad_input), *arguments)
     return grad_input
 
 
-def adaptive_avg_pool2d_forward(x, output_size):
-    """Adaptive average pooling of ``x`` (N, C, H, W) to ``output_size`` (int, pair, None = keep)."""
-    op = "adaptive_avg_pool2d"
-    check_4d(op, x)
-    check_floating(op, x)
-    out_h, out_w = _adaptive_output_size(op, x.shape, output_size)
-    xp = get_array_module(x)
-    y = xp.empty((x.shape[0], x.shape[1], out_h, out_w), dtype=x.dtype)
-    if xp is not numpy:
-        _adaptive_forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](_planes(xp, x), _planes(xp, y))
-    else:
-        _adaptive_forward_cpu(_planes(xp, x), _planes(xp, y))
-    return y
+# ----------------------------------------------------------------- the kernel contract
+def forward(x, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """The contract form (``tinynet.ops.kernel_function``): ``(y, saved)``."""
+    settings = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                    count_include_pad=count_include_pad)
+    return avg_pool2d_forward(x, **settings), (tuple(x.shape), settings)
 
 
-def adaptive_avg_pool2d_backward(grad_output, input_shape):
-    """dL/dx (``input_shape``) from dL/dy (N, C, OH, OW); the bins follow from the two shapes."""
-    op = "adaptive_avg_pool2d_backward"
-    input_shape = _input_shape(op, input_shape)
-    check_4d(op, grad_output, "grad_output")
-    _adaptive_output_size(op, input_shape, tuple(grad_output.shape[2:]))
-    _check_grad_output(op, grad_output, input_shape[:2] + tuple(grad_output.shape[2:]))
-    xp = get_array_module(grad_output)
-    if xp is not numpy:
-        grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
-        _adaptive_backward_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
-            _planes(xp, grad_output), _planes(xp, grad_input))
-    else:
-        grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
-        _adaptive_backward_cpu(_planes(xp, grad_output), _planes(xp, grad_input))
-    return grad_input
+def backward(grad_output, saved, needs_input_grad=(True,)):
+    input_shape, settings = saved
+    return (avg_pool2d_backward(grad_output, input_shape, **settings),)

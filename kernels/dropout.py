@@ -123,3 +123,16 @@ def dropout_backward(grad_output, mask):
         raise ValueError(f"{_OP} backward: mask must have grad_output's shape {tuple(grad_output.shape)}, "
                          f"got shape {tuple(mask.shape)}")
     return grad_output * mask
+
+
+# ---------------------------------------------------------------- the kernel contract
+def forward(x, *, p=0.5, uniform=None, training=True, scale_in_training=True):
+    """The contract form (``tinynet.ops.kernel_function``): ``(y, saved)``, saved being the mask.
+
+    The caller draws ``uniform`` (the kernel knows arrays, not random generators).
+    """
+    return dropout_forward(x, p, uniform, training=training, scale_in_training=scale_in_training)
+
+
+def backward(grad_output, saved, needs_input_grad=(True,)):
+    return (dropout_backward(grad_output, saved),)

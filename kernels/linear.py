@@ -89,3 +89,16 @@ def linear_backward(grad_output, x, weight, need_input_grad=True, need_weight_gr
         if has_bias:
             grad_bias = grad_rows.sum(axis=0)
     return grad_input, grad_weight, grad_bias
+
+
+# ---------------------------------------------------------------- the kernel contract
+def forward(x, weight, bias=None):
+    """The contract form (``tinynet.ops.kernel_function``): ``(y, saved)``."""
+    return linear_forward(x, weight, bias), (x, weight, bias is not None)
+
+
+def backward(grad_output, saved, needs_input_grad=(True, True, True)):
+    x, weight, has_bias = saved
+    needs = tuple(needs_input_grad) + (True,) * (3 - len(needs_input_grad))
+    return linear_backward(grad_output, x, weight, need_input_grad=needs[0], need_weight_grad=needs[1],
+                           has_bias=has_bias and bool(needs[2]))

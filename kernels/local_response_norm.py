@@ -341,3 +341,16 @@ def local_response_norm_backward(grad_output, x, y, scale, size, alpha=1e-4, bet
         _backward_cpu(grad_columns, x_columns, y_columns, scale_columns, grad_input, size,
                       two_alpha_beta, dtype.type(beta), _pixels_per_task(batch, pixels))
     return grad_input.reshape(x.shape)
+
+
+# ---------------------------------------------------------------- the kernel contract
+def forward(x, *, size, alpha=1e-4, beta=0.75, k=1.0, alpha_scaled_by_size=True):
+    """The contract form (``tinynet.ops.kernel_function``): ``(y, saved)`` with x, y, the scale and settings."""
+    settings = dict(size=size, alpha=alpha, beta=beta, k=k, alpha_scaled_by_size=alpha_scaled_by_size)
+    y, scale = local_response_norm_forward(x, **settings)
+    return y, (x, y, scale, settings)
+
+
+def backward(grad_output, saved, needs_input_grad=(True,)):
+    x, y, scale, settings = saved
+    return (local_response_norm_backward(grad_output, x, y, scale, **settings),)

@@ -256,3 +256,19 @@ def max_pool2d_backward(grad_output, argmax, input_shape, kernel_size=None, stri
     else:
         _backward_cpu(grad_planes, argmax_planes, grad_input_planes)
     return grad_input
+
+
+# ----------------------------------------------------------------- the kernel contract
+def forward(x, *, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """The contract form (``tinynet.ops.kernel_function``): ``(y, saved)``.
+
+    ``saved`` holds the argmax and the window geometry: the GPU backward gathers per input
+    pixel with it (deterministic, no atomics).
+    """
+    y, argmax = max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode)
+    return y, (argmax, tuple(x.shape), kernel_size, stride, padding)
+
+
+def backward(grad_output, saved, needs_input_grad=(True,)):
+    argmax, input_shape, kernel_size, stride, padding = saved
+    return (max_pool2d_backward(grad_output, argmax, input_shape, kernel_size, stride, padding),)

@@ -62,3 +62,14 @@ def relu_backward(grad_output, y):
                            grad_input.reshape(-1))
         return grad_input
     return xp.where(y > 0, grad_output, grad_output.dtype.type(0))
+
+
+# ---------------------------------------------------------------- the kernel contract
+def forward(x):
+    """The contract form (``tinynet.ops.kernel_function``): ``(y, saved)``; the backward needs only y."""
+    y = relu_forward(x)
+    return y, y
+
+
+def backward(grad_output, saved, needs_input_grad=(True,)):
+    return (relu_backward(grad_output, saved),)

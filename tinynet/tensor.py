@@ -387,8 +387,8 @@ class Tensor:
         return Sqrt.apply(self)
 
     def relu(self):
-        from .ops.activation import ReLU
-        return ReLU.apply(self)
+        from .ops.activation import relu
+        return relu(self)
 
     def sigmoid(self):
         from .ops.activation import Sigmoid

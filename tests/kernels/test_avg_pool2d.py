@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from ptx import compile_kernels_to_ptx
 from tinynet.gradcheck import numerical_gradient
-from tinynet.kernels.avg_pool2d import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
-                                        avg_pool2d_backward, avg_pool2d_forward)
+from tinynet.kernels.adaptive_avg_pool2d import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
+from tinynet.kernels.avg_pool2d import avg_pool2d_backward, avg_pool2d_forward
 
 
 # ----------------------------------------------------------------- the textbook definitions
@@ -296,9 +296,11 @@ def test_gpu_kernels_compile_to_ptx():
     compile_kernels_to_ptx("tinynet.kernels.avg_pool2d", [
         ("_avg_forward_gpu", f"({plane3}, {plane3}, {geometry}, boolean)"),
         ("_avg_backward_gpu", f"({plane3}, {plane3}, {geometry}, boolean)"),
+        ("_avg_forward_gpu", "(float64[:, :, ::1], float64[:, :, ::1], " + geometry + ", boolean)"),
+    ])
+    compile_kernels_to_ptx("tinynet.kernels.adaptive_avg_pool2d", [
         ("_adaptive_forward_gpu", f"({plane3}, {plane3})"),
         ("_adaptive_backward_gpu", f"({plane3}, {plane3})"),
-        ("_avg_forward_gpu", "(float64[:, :, ::1], float64[:, :, ::1], " + geometry + ", boolean)"),
     ])
 
 

@@ -44,17 +44,11 @@ class Sqrt(Function):
         return grad / (2 * self.y)
 
 
-class ReLU(Function):
-    """max(x, 0) through the hand-written kernel; the gradient at exactly 0 is 0, as in PyTorch."""
-
-    def forward(self, x):
-        from ..kernels.relu import relu_forward
-        self.y = relu_forward(x)
-        return self.y
-
-    def backward(self, grad):
-        from ..kernels.relu import relu_backward
-        return relu_backward(grad, self.y)
+def relu(x):
+    """max(x, 0) through the hand-written kernel (``tinynet.kernels.relu``); the gradient at 0 is 0."""
+    from ..kernels import relu as relu_kernel
+    from .kernel_function import apply_kernel
+    return apply_kernel(relu_kernel, x)
 
 
 class LeakyReLU(Function):
