@@ -491,8 +491,6 @@ class RunFiles:
     def __init__(self, out, writer=True):
         self.out, self.writer = Path(out), writer
         self.last, self.best = self.out / "last.npz", self.out / "best.npz"
-        if writer:
-            self.out.mkdir(parents=True, exist_ok=True)
 
     def say(self, message, error=False):
         if self.writer:
@@ -507,6 +505,7 @@ class RunFiles:
         if not self.writer:
             return
         path, temporary = self.out / "metrics.csv", self.out / ".tmp-metrics.csv"
+        self.out.mkdir(parents=True, exist_ok=True)  # (tinynet.save makes it for the checkpoints)
         with open(temporary, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=METRIC_FIELDS)
             writer.writeheader()
@@ -518,6 +517,7 @@ class RunFiles:
 
     def write_results(self, results):
         if self.writer:
+            self.out.mkdir(parents=True, exist_ok=True)
             temporary = self.out / ".tmp-results.json"
             temporary.write_text(json.dumps(results, indent=2))
             os.replace(temporary, self.out / "results.json")

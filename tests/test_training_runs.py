@@ -271,7 +271,7 @@ def test_a_crop_too_small_for_the_model_names_the_smallest_size(monkeypatch, pho
     assert code == 2
     assert f"argument --image-size: {smallest - 1} px is too small: tiny accepts crops of at least {smallest} px" in err
     assert "max_pool2d" in err or "conv2d" in err  # the layer that refused it
-    assert not (out / "last.npz").exists()
+    assert not out.exists()
     assert run(out, photos, "--image-size", str(smallest), "--no-ten-crop", epochs=1) == 0
 
 
@@ -281,7 +281,7 @@ def test_a_single_class_is_refused(tiny, tmp_path, capsys):
     assert alexnet_catdog.main(["--data", str(cats), "--out", str(tmp_path / "run")] + BASE) == 2
     err = capsys.readouterr().err
     assert "found photos of one class only (cat: 6)" in err and "at least two classes" in err
-    assert not (tmp_path / "run" / "last.npz").exists()
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flags, part", [
