@@ -730,13 +730,13 @@ class TrainingRun:
         if self.files.last.exists():
             saved = tinynet.load(self.files.last)
             position = describe_position(saved["position"], saved["loader"]["batch"], len(self.train_loader))
-            kept = (f"{self.files.last} still holds the last good state ({position}); continue from it with "
-                    f"--resume --lr {lr / 10:g}")
+            kept = (f"No checkpoint was overwritten: {self.files.last} still holds the last good state "
+                    f"({position}); continue from it with --resume --lr {lr / 10:g}")
         else:
-            kept = f"no checkpoint was written; start again with --lr {lr / 10:g}"
+            kept = f"No checkpoint was written; start again with --lr {lr / 10:g}"
         self.files.say(f"\nstopped: {error}. The weights diverged; the likely cause is a learning rate too high "
-                       f"for this model and batch size (the rate was {lr:g}, --lr {self.config['lr']:g}). No "
-                       f"checkpoint was overwritten: {kept}.", error=True)
+                       f"for this model and batch size (the rate was {lr:g}, --lr {self.config['lr']:g}). {kept}.",
+                       error=True)
 
     def final_scores(self):
         """The best checkpoint scored once on validation and (if any) test photos -> results dict."""

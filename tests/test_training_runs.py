@@ -301,7 +301,7 @@ def test_a_diverging_run_stops_at_once_and_writes_no_checkpoint(tiny, photos, tm
     assert run(tmp_path, photos, "--lr", "1e30") == 1
     err = capsys.readouterr().err
     assert "stopped: epoch 1, batch" in err and "the training loss is nan" in err
-    assert "learning rate" in err and "--lr" in err and "no checkpoint was written" in err
+    assert "learning rate" in err and "--lr" in err and "No checkpoint was written" in err
     assert not (tmp_path / "last.npz").exists() and not (tmp_path / "best.npz").exists()
     assert not (tmp_path / "metrics.csv").exists()
 
