@@ -190,14 +190,3 @@ def test_gpu_path_matches_cpu_path(gpu_xp, shape, kernel, stride, padding, dilat
     image_gpu = col2im(gpu_xp.asarray(c), shape, kernel, stride, padding, dilation)
     assert isinstance(image_gpu, gpu_xp.ndarray) and image_gpu.dtype == np.float32
     np.testing.assert_allclose(to_numpy(image_gpu), image_cpu, rtol=1e-6, atol=1e-6)
-
-
-def test_cuda_kernels_compile_to_ptx():
-    from ptx import compile_kernels_to_ptx
-    integers = ", int64" * 10
-    compile_kernels_to_ptx("tinynet.kernels.im2col", [
-        ("_im2col_gpu", f"(float32[:, :, :, ::1], float32[:, ::1]{integers})"),
-        ("_im2col_gpu", f"(float64[:, :, :, ::1], float64[:, ::1]{integers})"),
-        ("_col2im_gpu", f"(float32[:, ::1], float32[:, :, :, ::1]{integers})"),
-        ("_col2im_gpu", f"(float64[:, ::1], float64[:, :, :, ::1]{integers})"),
-    ])

@@ -208,18 +208,6 @@ def test_gpu_path_three_dimensional_input(gpu_xp):
     np.testing.assert_allclose(gpu_xp.asnumpy(y_gpu), naive_lrn(x, 3, 1.0, 0.75, 1.0)[0], rtol=1e-12)
 
 
-def test_cuda_kernels_compile_to_ptx():
-    array = "float32[:, :, ::1]"
-    array64 = "float64[:, :, ::1]"
-    compile_kernels_to_ptx("tinynet.kernels.local_response_norm", [
-        ("_forward_gpu", f"({array}, {array}, {array}, int64, float64, float32, float32, boolean)"),
-        ("_backward_gpu", f"({array}, {array}, {array}, {array}, {array}, int64, float64, float32, boolean)"),
-        ("_forward_gpu", f"({array64}, {array64}, {array64}, int64, float64, float64, float64, boolean)"),
-        ("_backward_gpu",
-         f"({array64}, {array64}, {array64}, {array64}, {array64}, int64, float64, float64, boolean)"),
-    ])
-
-
 # ---------------------------------------------------------------- errors
 def test_bad_inputs_raise_value_error():
     with pytest.raises(ValueError, match="local_response_norm.*at least 2 dimensions.*\\(5,\\)"):

@@ -249,18 +249,6 @@ def test_gpu_path_matches_cpu(gpu_xp, shape, kernel, stride, padding, ceil_mode,
     np.testing.assert_allclose(gpu_xp.asnumpy(scattered), grad_input, rtol=1e-6, atol=1e-6)
 
 
-def test_gpu_kernels_compile_to_ptx():
-    plane3 = "float32[:, :, ::1]"
-    index3 = "int32[:, :, ::1]"
-    geometry = ", ".join(["int64"] * 6)
-    compile_kernels_to_ptx("tinynet.kernels.max_pool2d", [
-        ("_forward_gpu", f"({plane3}, {plane3}, {index3}, {geometry})"),
-        ("_backward_gather_gpu", f"({plane3}, {index3}, {plane3}, {geometry})"),
-        ("_backward_scatter_gpu", f"({plane3}, {index3}, {plane3})"),
-        ("_forward_gpu", "(float64[:, :, ::1], float64[:, :, ::1], int64[:, :, ::1], " + geometry + ")"),
-    ])
-
-
 # ----------------------------------------------------------------- errors
 def test_errors_name_the_op_and_the_shapes():
     with pytest.raises(ValueError, match=r"max_pool2d: expected a 4-D input .*got shape \(3, 8, 8\)"):
