@@ -52,7 +52,7 @@ def test_the_defaults_are_the_layout_the_readme_run_used():
 
 
 @pytest.mark.parametrize("norm_position, dropout_placement", LAYOUTS)
-def test_layer_order_as_documented_and_as_called(norm_position, dropout_placement):
+def test_layer_order_as_documented_and_as_called_and_backward_at_67_px(norm_position, dropout_placement):
     tinynet.manual_seed(0)
     model = AlexNet(num_classes=2, norm_position=norm_position, dropout_placement=dropout_placement)
     assert [n for n, _ in model.features.named_children()] == FEATURES[norm_position]
@@ -64,9 +64,10 @@ def test_layer_order_as_documented_and_as_called(norm_position, dropout_placemen
             def hook(module, inputs, output, name=name):
                 called.append((name, tuple(inputs[0].shape), output.numpy().copy()))
             handles.append(layer.register_forward_hook(hook))
-    x = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 3, 67, 67)), dtype="float32")
+    x = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 3, 67, 67)), dtype="float32",
+                       requires_grad=True)
     model.train()
-    model(x)
+    loss = tinynet.nn.functional.cross_entropy(model(x), np.array([0, 1]))
     for handle in handles:
         handle.remove()
     names = [name for name, _, _ in called]
@@ -87,19 +88,11 @@ def test_layer_order_as_documented_and_as_called(norm_position, dropout_placemen
         alive = relu6 != 0
         assert 0.4 < (alive & ~kept).sum() / alive.sum() < 0.6
 
-
-@pytest.mark.parametrize("norm_position, dropout_placement", LAYOUTS)
-def test_forward_and_backward_at_67_px(norm_position, dropout_placement):
-    tinynet.manual_seed(0)
-    model = AlexNet(num_classes=2, norm_position=norm_position, dropout_placement=dropout_placement,
-                    init="kaiming")
-    x = tinynet.tensor(np.random.default_rng(1).standard_normal((2, 3, 67, 67)), dtype="float32",
-                       requires_grad=True)
-    loss = tinynet.nn.functional.cross_entropy(model(x), np.array([0, 1]))
+    # forward + backward at the smallest input: every weighted layer and the input get gradients
     loss.backward()
     assert np.isfinite(loss.item())
     layers = dict(list(model.features.named_children()) + list(model.classifier.named_children()))
-    for name in ("conv1", "conv2", "conv5", "fc6", "fc7", "fc8"):
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
         grad = layers[name].weight.grad.numpy()
         assert np.isfinite(grad).all() and np.abs(grad).sum() > 0, name
     assert x.grad.shape == (2, 3, 67, 67) and np.abs(x.grad.numpy()).sum() > 0
