@@ -135,7 +135,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--bucket-mb", type=float, default=0.001)
+    parser.add_argument("--bucket-mb", type=float, default=0.0001)
     parser.add_argument("--gpu", choices=["staged", "nccl"], default=None)
     parser.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
     args = parser.parse_args()

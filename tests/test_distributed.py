@@ -287,7 +287,7 @@ def _params(sizes, dtype=np.float32):
 def test_buckets_fill_in_reverse_registration_order_up_to_the_cap():
     named = _params([10, 10, 300, 5, 5])                    # 40, 40, 1200, 20, 20 bytes
     buckets = assign_buckets(named, bucket_cap_bytes=80)
-    assert [b.names for b in buckets] == [["p4", "p3"], ["p2"], ["p1", "p0"]]
+    assert [b.names for b in buckets] == [["p4", "p3", "p2"], ["p1", "p0"]]   # closed once >= 80 bytes
     mixed = named[:2] + [("h", nn.Parameter(np.zeros(3, dtype=np.float64)))]
     assert [b.names for b in assign_buckets(mixed, 10 ** 6)] == [["h"], ["p1", "p0"]]   # one dtype per bucket
     with pytest.raises(ValueError, match="bucket size must be > 0"):

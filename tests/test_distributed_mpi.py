@@ -61,7 +61,7 @@ def _one_process_batch_16(model, tmp_path_factory):
 def test_two_ranks_with_batch_8_train_exactly_like_one_process_with_batch_16(gpu, model, tmp_path,
                                                                              tmp_path_factory):
     expected_parameters = _one_process_batch_16(model, tmp_path_factory)
-    args = ["train", str(tmp_path), "--batch", "8", "--model", model, "--bucket-mb", "0.0005"]
+    args = ["train", str(tmp_path), "--batch", "8", "--model", model, "--bucket-mb", "0.0001"]
     args += ["--gpu", gpu] if gpu else []
     result, seconds = _run(args)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

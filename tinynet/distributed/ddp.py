@@ -73,23 +73,26 @@ class Bucket:
 
 
 def assign_buckets(named_parameters, bucket_cap_bytes):
-    """Group ``(name, parameter)`` pairs into buckets of at most ``bucket_cap_bytes`` (a single
-    larger parameter gets a bucket of its own), in *reverse* of the given (registration)
-    order, since backward produces the last layer's gradients first.  A bucket holds one
-    dtype on one device."""
+    """Group ``(name, parameter)`` pairs into buckets in *reverse* of the given (registration)
+    order, since backward produces the last layer's gradients first.  As in PyTorch, a
+    parameter joins the open bucket, and the bucket closes once it holds ``bucket_cap_bytes``
+    or more (so no bucket is a lone tiny bias; one parameter larger than the cap closes its
+    bucket at once).  A bucket holds one dtype on one device."""
     if bucket_cap_bytes <= 0:
         raise ValueError(f"bucket size must be > 0 bytes, got {bucket_cap_bytes}")
     buckets, current, names, size, key = [], [], [], 0, None
     for name, p in reversed(list(named_parameters)):
-        nbytes = p.numel() * np.dtype(p.dtype).itemsize
         p_key = (str(p.dtype), p.device)
-        if current and (size + nbytes > bucket_cap_bytes or p_key != key):
+        if current and p_key != key:
             buckets.append(Bucket(len(buckets), current, names))
             current, names, size = [], [], 0
         current.append(p)
         names.append(name)
-        size += nbytes
+        size += p.numel() * np.dtype(p.dtype).itemsize
         key = p_key
+        if size >= bucket_cap_bytes:
+            buckets.append(Bucket(len(buckets), current, names))
+            current, names, size = [], [], 0
     if current:
         buckets.append(Bucket(len(buckets), current, names))
     return buckets
