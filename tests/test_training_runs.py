@@ -510,9 +510,33 @@ def test_best_holds_what_evaluation_needs_and_last_everything_for_resume(tiny, u
         np.testing.assert_array_equal(weight, best["model"][name])
 
 
+class LinearNet(nn.Module):
+    """Dropout and one linear layer: on the GPU stand-in, convolutions would run in numba's slow CUDA simulator."""
+
+    def __init__(self, num_classes=2, dropout=0.5):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(3 * 8 * 8, num_classes))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+GPU_RUN = ["--device", "gpu", "--no-ten-crop", "--test-fraction", "0", "--max-images", "16"]
+
+
+def test_resume_on_the_gpu_is_exact(tiny, photos, tmp_path, monkeypatch, gpu_xp):
+    """On --device gpu the dropout masks come from the GPU generator: its state must travel in last.npz."""
+    monkeypatch.setitem(alexnet_catdog.MODELS, "tiny", LinearNet)
+    assert run(tmp_path / "straight", photos, *GPU_RUN, epochs=2) == 0
+    assert run(tmp_path / "resumed", photos, *GPU_RUN, "--stop-at", "train:1:1", epochs=2) == 130
+    assert run(tmp_path / "resumed", photos, *GPU_RUN, "--resume", epochs=2) == 0
+    assert read_metrics(tmp_path / "straight") == read_metrics(tmp_path / "resumed")
+    assert_same(tinynet.load(tmp_path / "straight" / "last.npz"), tinynet.load(tmp_path / "resumed" / "last.npz"))
+
+
 def test_generator_states_of_every_device_in_use_are_saved_and_restored(tiny, photos, tmp_path, monkeypatch,
                                                                       gpu_xp):
-    """--device gpu (on the CuPy stand-in) saves backend.generator(d).get_state() for the CPU and the GPU
+    """--device gpu saves backend.generator(d).get_state() for the CPU and the GPU
     and gives each back to set_state on --resume."""
     from tinynet import backend
 
@@ -534,19 +558,10 @@ def test_generator_states_of_every_device_in_use_are_saved_and_restored(tiny, ph
             restored.append((self.device, state["device"]))
             self.inner.set_state(state["inner"])
 
-    class LinearNet(nn.Module):  # no convolution or pooling: numba's CUDA simulator would take seconds
-        def __init__(self, num_classes=2, dropout=0.5):
-            super().__init__()
-            self.layers = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(3 * 8 * 8, num_classes))
-
-        def forward(self, x):
-            return self.layers(x)
-
     monkeypatch.setitem(alexnet_catdog.MODELS, "tiny", LinearNet)
     monkeypatch.setattr(backend, "generator", lambda device="cpu": Watched(backend.normalize_device(device)))
-    gpu_run = ["--device", "gpu", "--no-ten-crop", "--test-fraction", "0", "--max-images", "16"]
-    assert run(tmp_path, photos, *gpu_run, "--stop-at", "train:1:1", epochs=1) == 130
+    assert run(tmp_path, photos, *GPU_RUN, "--stop-at", "train:1:1", epochs=1) == 130
     saved = tinynet.load(tmp_path / "last.npz")["generators"]
     assert sorted(saved) == ["cpu", "gpu"] and saved["gpu"]["device"] == "gpu"
-    assert run(tmp_path, photos, *gpu_run, "--resume", epochs=1) == 0
+    assert run(tmp_path, photos, *GPU_RUN, "--resume", epochs=1) == 0
     assert sorted(restored) == [("cpu", "cpu"), ("gpu", "gpu")]
