@@ -75,17 +75,51 @@ def test_unknown_configuration_is_refused():
     assert sorted(CONFIGS) == ["A", "A-LRN", "B", "C", "D", "E"]
 
 
-# ----------------------------------------------------------------------------- paper input size
-# VGG-16 at 224x224, batch 1: forward and backward once (about 15 GFLOP-pairs forward; it took
-# ~10-20 s on the shared 2-core machine).  The one paper-size test of the VGG family.
-def test_vgg16_forward_backward_at_paper_input_size_224():
+# ----------------------------------------------------------------------------- VGG-16 at 224 px
+# One VGG-16 (a few seconds to build, 550 MB of weights) serves the tests below, then is freed.
+_VGG16 = {}
+
+
+@pytest.fixture(scope="module")
+def vgg16():
     tinynet.manual_seed(0)
-    model = models.create("vgg16")
-    summary = tinynet.summary(model, (3, 224, 224))
-    assert summary["features.pool5"].output_shape == (512, 7, 7)
-    assert summary.total_mult_adds == 15_470_264_320
+    _VGG16["model"] = models.create("vgg16")
+    yield _VGG16["model"]
+    _VGG16.clear()
+
+
+def test_notes_per_layer_table_of_vgg16(vgg16):
+    from models.compare import notes_table
+    lines, totals = notes_table(vgg16, (3, 224, 224))
+    assert lines[:5] == [
+        "INPUT: [224x224x3]  memory: 224*224*3=150K  params: 0",
+        "CONV3-64: [224x224x64]  memory: 224*224*64=3.2M  params: (3*3*3)*64 = 1,728",
+        "CONV3-64: [224x224x64]  memory: 224*224*64=3.2M  params: (3*3*64)*64 = 36,864",
+        "POOL2: [112x112x64]  memory: 112*112*64=800K  params: 0",
+        "CONV3-128: [112x112x128]  memory: 112*112*128=1.6M  params: (3*3*64)*128 = 73,728"]
+    assert lines[-6:-3] == [
+        "FC: [1x1x4096]  memory: 4096  params: 7*7*512*4096 = 102,760,448",
+        "FC: [1x1x4096]  memory: 4096  params: 4096*4096 = 16,777,216",
+        "FC: [1x1x1000]  memory: 1000  params: 4096*1000 = 4,096,000"]
+    assert len(lines) == 1 + 13 + 5 + 3 + 3
+    # the notes' rows add up to 15.2M values (58 MiB in float32), not the 24M (93 MB) the notes print
+    assert totals["activations"] == 15_237_608 and totals["bytes"] == 60_950_432
+    assert totals["weights"] == 138_344_128 and totals["parameters"] == 138_357_544
+    assert totals["mult_adds"] == 15_470_264_320          # "15.3 billion" in the usual tables
+    assert lines[-2:] == ["TOTAL memory: 15M * 4 bytes ~= 58MB / image (only forward! ~*2 for bwd)",
+                          "TOTAL params: 138M parameters"]
+
+
+def test_vgg16_is_16_weight_layers_deep(vgg16):
+    from models.compare import weight_layer_depth
+    assert weight_layer_depth(vgg16, 32) == 16
+
+
+# VGG-16 at 224x224, batch 1: forward and backward once, the one paper-size test of the VGG family
+# (15.5 G multiply-adds forward; 20-35 s on the shared 2-core machine).
+def test_vgg16_forward_backward_at_paper_input_size_224(vgg16):
     start = time.perf_counter()
-    loss = forward_backward(model, images(1, 224), np.array([7]))
+    loss = forward_backward(vgg16, images(1, 224), np.array([7]))
     seconds = time.perf_counter() - start
-    assert np.isfinite(loss.item()) and model.features.conv1_1.weight.grad is not None
+    assert np.isfinite(loss.item()) and vgg16.features.conv1_1.weight.grad is not None
     print(f"VGG-16 forward+backward at 224 px, batch 1: {seconds:.1f} s")
