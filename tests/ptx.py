@@ -12,7 +12,8 @@ which replaces the copy built into numba.  The subprocess uses it when it is
 importable there (``pip install -e ".[gpu]"``), or from the folder named by
 ``TINYNET_NUMBA_CUDA_SITE`` (``pip install --target DIR numba-cuda cuda-bindings
 cuda-core cuda-pathfinder nvidia-cuda-nvrtc nvidia-nvvm``: CI's way, which leaves
-the test environment's numba untouched).  Where neither exists the PTX tests
+the test environment's numba untouched; without the variable, the folder where
+``.ci/run`` puts it, :data:`DEFAULT_SITE`).  Where neither exists the PTX tests
 skip, saying so (and ``.ci/run`` fails on that skip).
 
 Which signatures: exactly those the code launches.  :func:`describe_launches`
@@ -26,7 +27,11 @@ import sys
 
 import pytest
 
-NUMBA_CUDA_SITE = os.environ.get("TINYNET_NUMBA_CUDA_SITE")
+#: where .ci/run installs numba-cuda when TINYNET_NUMBA_CUDA_SITE is not set (kept between runs)
+DEFAULT_SITE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                            "tinynet", "numba-cuda-0.30.4")
+NUMBA_CUDA_SITE = os.environ.get("TINYNET_NUMBA_CUDA_SITE") or (
+    DEFAULT_SITE if os.path.isfile(os.path.join(DEFAULT_SITE, ".complete")) else None)
 
 _SCRIPT = r"""
 import json, site, sys

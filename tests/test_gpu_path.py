@@ -215,3 +215,31 @@ def _momentum_buffers(optimizer):
     for key in sorted(state, key=int):
         buffers.extend(v for k, v in state[key].items() if "momentum" in k)
     return buffers
+
+
+@pytest.mark.real_gpu
+def test_one_alexnet_step_at_batch_128_on_a_real_gpu(gpu_xp):
+    """The real AlexNet (227 px, batch 128, dropout, momentum) takes one SGD step on the GPU:
+    finite loss near ln 2 for two fresh classes, every parameter updated on the GPU.  Runs only
+    with TINYNET_TEST_REAL_GPU=1 (pip install -e ".[gpu]")."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from alexnet import AlexNet
+    tinynet.manual_seed(0)
+    model = AlexNet(num_classes=2).to("gpu")
+    before = {name: p.numpy().copy() for name, p in model.named_parameters()}
+    optimizer = tinynet.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    rng = np.random.default_rng(0)
+    images = tinynet.tensor(rng.standard_normal((128, 3, 227, 227)).astype(np.float32), device="gpu")
+    labels = rng.integers(0, 2, 128)
+    loss = F.cross_entropy(model(images), labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    backend.synchronize("gpu")
+    assert loss.device == "gpu" and np.isfinite(loss.item()) and abs(loss.item() - np.log(2)) < 0.5
+    for name, p in model.named_parameters():
+        assert p.device == "gpu", name
+        after = p.numpy()
+        assert np.all(np.isfinite(after)) and not np.array_equal(after, before[name]), name
