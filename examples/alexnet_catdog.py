@@ -595,8 +595,9 @@ class TrainingRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.train_loader.load_state_dict(state["loader"])
-        for device, generator_state in state["generators"].items():
-            backend.generator(device).set_state(generator_state)
+        for device in self.devices:  # a run resumed on the CPU leaves a saved GPU state alone
+            if device in state["generators"]:
+                backend.generator(device).set_state(state["generators"][device])
         self.epoch, self.stage = int(state["position"]["epoch"]), state["position"]["stage"]
         self.history, self.running = list(state["history"]), dict(state["running"])
         self.best = dict(state["best"])
@@ -821,44 +822,50 @@ def print_results(files, results):
               f"random state: --resume)")
 
 
-def train(args):
-    files = RunFiles(args.out)
-    resume_state = tinynet.load(files.last) if args.resume else None
-    notes = []
-    if resume_state is not None:
-        if resume_state.get("kind") != CHECKPOINT_KIND or resume_state.get("version") != CHECKPOINT_VERSION:
-            raise tinynet.CheckpointError(f"{files.last} was not written by this version of alexnet_catdog.py; "
-                                          f"start a new run")
-        config, notes = reconcile_resume_config(args, resume_state["config"])
-        model_config = resume_state["model_config"]
-        if "data" in args.given and os.path.abspath(args.data) != config["data"]:
-            config["data"] = os.path.abspath(args.data)
-            notes.append(f"--data {args.data} differs from the checkpoint's {resume_state['config']['data']}: "
-                         f"using the new folder (checked below to hold the same photos)")
-    else:
+def run_configuration(args, resume_state):
+    """``(config, model_config, notes)``: from the flags, or from the checkpoint and the flags that may change.
+
+    ``model_config`` is None for a new run: it needs the number of classes, known once the data are listed.
+    """
+    if resume_state is None:
         config = {"image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
                   "momentum": args.momentum, "weight_decay": args.weight_decay, "val_fraction": args.val_fraction,
                   "test_fraction": args.test_fraction, "max_images": args.max_images, "seed": args.seed,
                   "init": args.init, "patience": args.patience, "dropout": args.dropout, "groups": args.groups,
                   "lrn": not args.no_lrn, "data": os.path.abspath(args.data)}
-        model_config = None
+        return config, None, []
+    if resume_state.get("kind") != CHECKPOINT_KIND or resume_state.get("version") != CHECKPOINT_VERSION:
+        raise tinynet.CheckpointError(f"{args.out}/last.npz was not written by this version of alexnet_catdog.py; "
+                                      f"start a new run")
+    config, notes = reconcile_resume_config(args, resume_state["config"])
+    if "data" in args.given and os.path.abspath(args.data) != config["data"]:
+        config["data"] = os.path.abspath(args.data)
+        notes.append(f"--data {args.data} differs from the checkpoint's {resume_state['config']['data']}: "
+                     f"using the new folder (checked to hold the same photos)")
+    return config, resume_state["model_config"], notes
+
+
+def prepare_run(args, files):
+    """Everything before the first training step, each check before the work it guards."""
+    resume_state = tinynet.load(files.last) if args.resume else None
+    config, model_config, notes = run_configuration(args, resume_state)
     if not os.path.isdir(config["data"]):
         raise NoImagesError(f"image folder {config['data']!r} does not exist")
 
     folder = open_folder(config["data"], None, config["max_images"], config["seed"])
     files.say(f"data: {folder.summary()}")
-    if resume_state is not None:
+    if resume_state is None:
+        split = make_split(folder, config)
+        config.update(data_fingerprint=folder.fingerprint(), data_images=len(folder))
+        model_config = model_config_from_args(args, len(folder.classes))
+        statistics = None
+    else:
         if folder.fingerprint() != config["data_fingerprint"]:
             raise UsageError(f"--resume: the photos in {config['data']} are not the ones this run was trained on "
                              f"({len(folder)} now, {config['data_images']} then, or other names or labels); "
                              f"the stored split would point at other photos")
         split = {k: np.asarray(v, np.int64) for k, v in resume_state["split"].items()}
         statistics = {k: np.asarray(v) for k, v in resume_state["statistics"].items()}
-    else:
-        split = make_split(folder, config)
-        config.update(data_fingerprint=folder.fingerprint(), data_images=len(folder))
-        model_config = model_config_from_args(args, len(folder.classes))
-        statistics = None
     for note in notes:
         files.say(f"--resume: {note}")
 
@@ -877,7 +884,12 @@ def train(args):
               f"{config['image_size']}px crops, batch {config['batch_size']}, device {args.device}")
     if resume_state is not None:
         files.say(f"resumed from {files.last}: {run.where()}")
+    return run
 
+
+def train(args):
+    files = RunFiles(args.out)
+    run = prepare_run(args, files)
     with StopRequest(args.stop_at) as stop:
         code = run.fit(stop)
     if code != 0:
