@@ -29,7 +29,16 @@ and exits; ``--resume`` continues from there, bit for bit.
 Flags are checked before any work starts (exit code 2, argparse-style message),
 and so are the data (at least two classes, every class in every split) and the
 crop size (tried on the model: the smallest size its layers accept).  A
-non-finite training loss stops the run at once, without writing a checkpoint.
+non-finite training loss stops the run at once, without writing a checkpoint
+(exit code 1).  ``--resume`` takes its configuration from last.npz and reports
+each flag typed with another value: the learning rate, momentum, weight decay and
+patience change from there on, ``--init`` is ignored, and what would make the
+continuation wrong (crop size, batch size, seed, split fractions, model options,
+other photos) is refused.
+
+``--eval-only --checkpoint OUT/best.npz`` scores the checkpoint on its own
+validation and test splits; ``--eval-only --checkpoint ... --data FOLDER --all``
+scores every photo of another labelled folder (a class of the model may be absent).
 """
 import argparse
 import csv
