@@ -27,7 +27,10 @@ built from tinynet layers, whatever its ``forward`` does, not only for
 its parameters counted in the first; a module that owns parameters besides
 its children gets a row of its own after theirs.
 
-For every row (all numbers are per image):
+Every layer describes itself: ``module.describe(input_shape, output_shape)`` returns a
+:class:`~tinynet.nn.description.LayerDescription`, and ``module.summary_label`` is the
+stem of its label, so a new layer (or a subclass of an old one) needs no edit here.
+For the built-in layers every row shows (all numbers are per image):
 
 * the output volume in the notes' notation, ``[H x W x C]`` for images
   (``[55x55x96]``) and ``[F]`` for feature vectors (``[4096]``), and the layer
@@ -196,138 +199,22 @@ def _volume(shape):
     return "[" + "x".join(str(s) for s in per) + "]"
 
 
-def _hw(values):
-    """(3, 3) -> '3x3'; (4, 2) -> '4x2'."""
-    return f"{values[0]}x{values[1]}"
+def _label(module, name, counts):
+    """The notes' label: from the module's own name, or from its kind and a running count.
 
-
-def _one(values):
-    """(4, 4) -> '4'; (4, 2) -> '4x2'."""
-    return str(values[0]) if values[0] == values[1] else _hw(values)
-
-
-def _axis_formula(size, kernel, stride, padding, dilation, out, ceil_mode=False):
-    """'(227-11)/4+1 = 55', '(27+2*2-5)/1+1 = 27', 'floor((224-11)/4)+1 = 54'."""
-    span = f"{dilation}*({kernel}-1)+1" if dilation != 1 else str(kernel)
-    effective = dilation * (kernel - 1) + 1
-    if padding:
-        numerator = f"{size}+2*{padding}-{span if dilation == 1 else '(' + span + ')'}"
-    else:
-        numerator = f"{size}-{span if dilation == 1 else '(' + span + ')'}"
-    exact = (size + 2 * padding - effective) % stride == 0
-    if exact:
-        return f"({numerator})/{stride}+1 = {out}"
-    rounding = "ceil" if ceil_mode else "floor"
-    return f"{rounding}(({numerator})/{stride})+1 = {out}"
-
-
-def _window_formula(in_shape, out_shape, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
-    if len(in_shape) != 4 or len(out_shape) != 4:
-        return ""
-    axes = [_axis_formula(in_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a],
-                          out_shape[2 + a], ceil_mode) for a in (0, 1)]
-    same = (in_shape[2] == in_shape[3] and kernel[0] == kernel[1] and stride[0] == stride[1]
-            and padding[0] == padding[1] and dilation[0] == dilation[1])
-    return axes[0] if same else f"H: {axes[0]}; W: {axes[1]}"
-
-
-def _window_text(kernel, stride, padding, what="filters"):
-    text = f"{_hw(kernel)} {what} at stride {_one(stride)}"
-    return text + (f", pad {_one(padding)}" if padding is not None else "")
-
-
-def _format_number(value):
-    """2.0 -> '2', 0.75 -> '0.75', 0.0001 -> '1e-4' (the way the paper writes its constants)."""
-    if not isinstance(value, float):
-        return str(value)
-    if value and abs(value) < 1e-2:
-        mantissa, exponent = f"{value:e}".split("e")
-        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-    return f"{value:g}"
-
-
-# --------------------------------------------------------------------------- per-kind rules
-_KIND_LABELS = {
-    "Conv2d": "CONV", "Linear": "FC", "MaxPool2d": "MAX POOL", "AvgPool2d": "AVG POOL",
-    "AdaptiveAvgPool2d": "ADAPTIVE AVG POOL", "LocalResponseNorm": "NORM", "ReLU": "RELU",
-    "LeakyReLU": "LEAKY RELU", "Sigmoid": "SIGMOID", "Tanh": "TANH", "Dropout": "DROPOUT",
-    "Flatten": "FLATTEN", "Softmax": "SOFTMAX", "LogSoftmax": "LOG SOFTMAX", "Identity": "IDENTITY",
-}
-
-
-def _label(name, kind, counts):
-    """The notes' label: from the module's own name, or from its kind and a running count."""
-    counts[kind] = counts.get(kind, 0) + 1
+    The kind's stem is the layer's ``summary_label`` (``"MAX POOL"``); a name that
+    starts with the stem's last word gets the rest in front (``pool1`` -> ``MAX POOL1``).
+    """
+    stem = module.summary_label or type(module).__name__.upper()
+    counts[stem] = counts.get(stem, 0) + 1
     last = name.rpartition(".")[2]
     if last and not last.isdigit():
         label = last.upper()
-        if kind == "MaxPool2d" and label.startswith("POOL"):
-            label = "MAX " + label
-        elif kind == "AvgPool2d" and label.startswith("POOL"):
-            label = "AVG " + label
+        qualifier, _, noun = stem.rpartition(" ")
+        if qualifier and label.startswith(noun) and not label.startswith(stem):
+            label = f"{qualifier} {label}"
         return label
-    return f"{_KIND_LABELS.get(kind, kind.upper())}{counts[kind]}"
-
-
-def _describe(module, kind, in_shape, out_shape, is_model_output):
-    """(description, size formula, params formula, mult-adds, mult-adds formula) of one layer."""
-    per_in, per_out = tuple(in_shape[1:]), tuple(out_shape[1:])
-    if kind == "Conv2d":
-        kh, kw = module.kernel_size
-        cin, cout, groups = module.in_channels, module.out_channels, module.groups
-        text = _window_text(module.kernel_size, module.stride, module.padding)
-        text = f"{cout} {text}"
-        if module.dilation != (1, 1):
-            text += f", dilation {_one(module.dilation)}"
-        if groups != 1:
-            text += f", {groups} groups"
-        size = _window_formula(in_shape, out_shape, module.kernel_size, module.stride, module.padding,
-                               module.dilation)
-        per_group = f"({cin}/{groups})" if groups != 1 else str(cin)
-        count = cin // groups * kh * kw * cout + (cout if module.bias is not None else 0)
-        params = f"{per_group}*{kh}*{kw}*{cout}" + (f"+{cout}" if module.bias is not None else "")
-        params += f" = {count:,}"
-        oh, ow = (out_shape[2], out_shape[3]) if len(out_shape) == 4 else (1, 1)
-        macs = oh * ow * cout * (cin // groups) * kh * kw
-        mac_text = f"{oh}*{ow}*{cout}*{per_group}*{kh}*{kw} = {macs:,}"
-        return text, size, params, macs, mac_text
-    if kind == "Linear":
-        fin, fout = module.in_features, module.out_features
-        text = f"{fout} neurons" + (" (class scores)" if is_model_output else "")
-        count = fin * fout + (fout if module.bias is not None else 0)
-        params = f"{fin}*{fout}" + (f"+{fout}" if module.bias is not None else "") + f" = {count:,}"
-        rows = int(np.prod(per_out[:-1])) if len(per_out) > 1 else 1
-        macs = rows * fin * fout
-        mac_text = (f"{rows}*" if rows != 1 else "") + f"{fin}*{fout} = {macs:,}"
-        return text, "", params, macs, mac_text
-    if kind in ("MaxPool2d", "AvgPool2d"):
-        padding = module.padding if module.padding != (0, 0) else None
-        text = _window_text(module.kernel_size, module.stride, padding)
-        if getattr(module, "ceil_mode", False):
-            text += ", ceil mode"
-        size = _window_formula(in_shape, out_shape, module.kernel_size, module.stride, module.padding,
-                               ceil_mode=module.ceil_mode)
-        return text, size, "", 0, ""
-    if kind == "AdaptiveAvgPool2d":
-        size = ""
-        if len(in_shape) == 4 and len(out_shape) == 4:
-            size = f"{_hw(in_shape[2:])} -> {_hw(out_shape[2:])} bins"
-        return f"average over {_hw(out_shape[2:]) if len(out_shape) == 4 else ''} bins", size, "", 0, ""
-    if kind == "LocalResponseNorm":
-        text = (f"local response norm n={module.size}, k={_format_number(module.k)}, "
-                f"alpha={_format_number(module.alpha)}, beta={_format_number(module.beta)}")
-        if module.alpha_scaled_by_size:
-            text += " (alpha/n)"
-        return text, "", "", 0, ""
-    if kind == "Dropout":
-        variant = "inverted" if module.scale_in_training else "paper: x(1-p) at test time"
-        return f"p={_format_number(module.p)} ({variant})", "", "", 0, ""
-    if kind == "ReLU":
-        return "max(0, x)", "", "", 0, ""
-    if kind == "Flatten":
-        size = "*".join(str(s) for s in ((per_in[1], per_in[2], per_in[0]) if len(per_in) == 3 else per_in))
-        return "", f"{size} = {int(np.prod(per_out)):,}", "", 0, ""
-    return "", "", "", 0, ""
+    return f"{stem}{counts[stem]}"
 
 
 def _generic_params(module, seen):
@@ -427,22 +314,23 @@ def summary(model, input_shape, dtype=None, device=None):
         name = names.get(id(module), "")
         in_shape = tuple(inp.shape) if inp is not None else ()
         out_shape = tuple(out.shape) if out is not None else ()
-        label = _label(name, kind, counts)
+        label = _label(module, name, counts)
         is_output = out is not None and (out is final_tensor)
-        description, size, params_text, macs, mac_text = _describe(module, kind, in_shape, out_shape, is_output)
+        described = module.describe(in_shape, out_shape, is_model_output=is_output)
         owns = any(p is not None for p in module._parameters.values())
         count, generic_text = _generic_params(module, seen)
         if owns and not count:
             params_text = "shared: counted above"
-        elif kind not in ("Conv2d", "Linear") or not count:
-            params_text = generic_text
+        else:
+            params_text = (described.params_formula or generic_text) if count else ""
         activations = int(np.prod(out_shape[1:])) if out is not None else 0
         rows.append(SummaryRow(
             name=name, label=label, kind=kind, output_shape=out_shape[1:],
-            volume=_volume(out_shape) if out is not None else "[?]", description=description,
-            size_formula=size, params=count, params_formula=params_text, activations=activations,
-            activation_bytes=activations * (out.dtype.itemsize if out is not None else 0),
-            mult_adds=int(macs), mult_adds_formula=mac_text, input_shape=in_shape[1:]))
+            volume=_volume(out_shape) if out is not None else "[?]", description=described.text,
+            size_formula=described.size_formula, params=count, params_formula=params_text,
+            activations=activations, activation_bytes=activations * (out.dtype.itemsize if out is not None else 0),
+            mult_adds=int(described.mult_adds), mult_adds_formula=described.mult_adds_formula,
+            input_shape=in_shape[1:]))
     total = model.num_parameters()
     counted = sum(r.params for r in rows)
     return Summary(type(model).__name__, input_shape, rows, total, max(total - counted, 0), dtype)

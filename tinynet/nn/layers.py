@@ -6,6 +6,8 @@ import numpy as np
 from ..kernels.geometry import pair
 from . import functional as F
 from . import init
+from .description import (LayerDescription, count, format_number, hw, one_or_pair, window_formula,
+                          window_text)
 from .module import Module
 from .parameter import Parameter
 
@@ -29,6 +31,19 @@ class Linear(Module):
             raise ValueError(f"{self!r}: expected input with {self.in_features} features in the last "
                              f"axis, got shape {x.shape}")
         return F.linear(x, self.weight, self.bias)
+
+    summary_label = "FC"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        fin, fout = self.in_features, self.out_features
+        bias = f"+{fout}" if self.bias is not None else ""
+        params = fin * fout + (fout if self.bias is not None else 0)
+        rows = int(np.prod(output_shape[1:-1])) if len(output_shape) > 2 else 1   # (N, ..., F): one product per row
+        macs = rows * fin * fout
+        return LayerDescription(
+            text=f"{fout} neurons" + (" (class scores)" if is_model_output else ""),
+            params_formula=f"{fin}*{fout}{bias} = {count(params)}", mult_adds=macs,
+            mult_adds_formula=(f"{rows}*" if rows != 1 else "") + f"{fin}*{fout} = {count(macs)}")
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -56,6 +71,26 @@ class Conv2d(Module):
                              f"got {x.shape}")
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
+    summary_label = "CONV"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        (kh, kw), cin, cout, groups = self.kernel_size, self.in_channels, self.out_channels, self.groups
+        text = f"{cout} " + window_text(self.kernel_size, self.stride, self.padding)
+        if self.dilation != (1, 1):
+            text += f", dilation {one_or_pair(self.dilation)}"
+        if groups != 1:
+            text += f", {groups} groups"
+        per_group = f"({cin}/{groups})" if groups != 1 else str(cin)
+        bias = f"+{cout}" if self.bias is not None else ""
+        params = cin // groups * kh * kw * cout + (cout if self.bias is not None else 0)
+        oh, ow = output_shape[2:4] if len(output_shape) == 4 else (1, 1)
+        macs = oh * ow * cout * (cin // groups) * kh * kw
+        return LayerDescription(
+            text=text, size_formula=window_formula(input_shape, self.kernel_size, self.stride, self.padding,
+                                                   self.dilation),
+            params_formula=f"{per_group}*{kh}*{kw}*{cout}{bias} = {count(params)}", mult_adds=macs,
+            mult_adds_formula=f"{oh}*{ow}*{cout}*{per_group}*{kh}*{kw} = {count(macs)}")
+
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
@@ -76,6 +111,15 @@ class MaxPool2d(Module):
     def forward(self, x):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
+    summary_label = "MAX POOL"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        text = window_text(self.kernel_size, self.stride, self.padding if self.padding != (0, 0) else None)
+        return LayerDescription(
+            text=text + (", ceil mode" if self.ceil_mode else ""),
+            size_formula=window_formula(input_shape, self.kernel_size, self.stride, self.padding,
+                                        ceil_mode=self.ceil_mode))
+
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -91,6 +135,9 @@ class AvgPool2d(Module):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad)
 
+    summary_label = "AVG POOL"
+    describe = MaxPool2d.describe
+
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -102,6 +149,14 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         return F.adaptive_avg_pool2d(x, self.output_size)
+
+    summary_label = "ADAPTIVE AVG POOL"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        if len(input_shape) != 4 or len(output_shape) != 4:
+            return LayerDescription()
+        return LayerDescription(text=f"average over {hw(output_shape[2:])} bins",
+                                size_formula=f"{hw(input_shape[2:])} -> {hw(output_shape[2:])} bins")
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -158,6 +213,15 @@ class _BatchNorm(Module):
                             self.running_var if not self.training or self.track_running_stats else None,
                             self.weight, self.bias, use_batch_statistics, factor, self.eps)
 
+    summary_label = "BATCH NORM"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        over = "N" + "".join(f"*{axis}" for axis in "HW"[:max(0, len(input_shape) - 2)]) \
+            if len(input_shape) == 4 else ("N" if len(input_shape) == 2 else "N*L")
+        text = f"normalise each of {self.num_features} channels over {over}, eps={format_number(self.eps)}"
+        params = f"{self.num_features}+{self.num_features} = {count(2 * self.num_features)}" if self.affine else ""
+        return LayerDescription(text=text, params_formula=params)
+
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")
@@ -184,6 +248,13 @@ class LocalResponseNorm(Module):
     def forward(self, x):
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.alpha_scaled_by_size)
 
+    summary_label = "NORM"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        text = (f"local response norm n={self.size}, k={format_number(self.k)}, "
+                f"alpha={format_number(self.alpha)}, beta={format_number(self.beta)}")
+        return LayerDescription(text=text + (" (alpha/n)" if self.alpha_scaled_by_size else ""))
+
     def extra_repr(self):
         return (f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
                 f"alpha_scaled_by_size={self.alpha_scaled_by_size}")
@@ -201,16 +272,27 @@ class Dropout(Module):
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.scale_in_training)
 
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        variant = "inverted" if self.scale_in_training else "paper: x(1-p) at test time"
+        return LayerDescription(text=f"p={format_number(self.p)} ({variant})")
+
     def extra_repr(self):
         return f"p={self.p}" + ("" if self.scale_in_training else ", scale_in_training=False")
 
 
 class ReLU(Module):
+    summary_label = "RELU"
+
     def forward(self, x):
         return F.relu(x)
 
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        return LayerDescription(text="max(0, x)")
+
 
 class LeakyReLU(Module):
+    summary_label = "LEAKY RELU"
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -239,6 +321,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
+    summary_label = "LOG SOFTMAX"
+
     def forward(self, x):
         return F.log_softmax(x, self.dim)
 
@@ -255,6 +339,13 @@ class Flatten(Module):
 
     def forward(self, x):
         return x.flatten(self.start_dim, self.end_dim)
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        per_image = tuple(input_shape[1:])
+        if len(per_image) == 3:            # the notes write volumes as H x W x C
+            per_image = (per_image[1], per_image[2], per_image[0])
+        sizes = "*".join(str(s) for s in per_image)
+        return LayerDescription(size_formula=f"{sizes} = {count(np.prod(output_shape[1:]))}")
 
 
 class CrossEntropyLoss(Module):

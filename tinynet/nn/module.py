@@ -27,6 +27,19 @@ class Module:
     """Base class: subclasses set layers/parameters in ``__init__`` and define ``forward``."""
 
     training = True
+    #: the stem of this kind of layer's label in ``tinynet.summary`` ("CONV" -> CONV1, CONV2...);
+    #: None: the class name in capitals.  A layer named in its model ("pool1") is labelled by its name.
+    summary_label = None
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        """How ``tinynet.summary`` shows this layer, given the batch-included shapes it saw.
+
+        Returns a :class:`~tinynet.nn.description.LayerDescription` (the notes' description,
+        size arithmetic, parameter formula, multiply-adds).  The default says nothing beyond
+        the parameter count, which ``summary`` computes itself; layers override it.
+        """
+        from .description import LayerDescription
+        return LayerDescription()
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
