@@ -454,3 +454,15 @@ def test_nccl_pointer_comes_from_the_cuda_array_interface_and_dtypes_are_checked
     reducer = NcclAllreduce(dist.SingleProcessGroup(), nccl=OneRankNccl, cuda=FakeCuda())
     with pytest.raises(TypeError, match="unsupported gradient dtype int32"):
         reducer.start(gpu_xp.zeros(4, dtype=np.int32), "bucket")
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(gpu_xp, monkeypatch):
+    import fake_cupy
+    group = dist.SingleProcessGroup()
+    monkeypatch.setattr(dist, "_group", group)
+    with fake_cupy.devices(2):
+        group.local_rank = 3                    # the 4th rank on its machine, 2 GPUs: GPU 1
+        assert dist.use_local_gpu() == 1
+        assert gpu_xp.zeros(2).device.id == 1
+        group.local_rank = 0
+        assert dist.use_local_gpu() == 0

@@ -31,7 +31,7 @@ from .runtime import (DEFAULT_TIMEOUT, DistributedTimeoutError, MPIProcessGroup,
 from .ddp import DistributedDataParallel, GradientReducer, assign_buckets
 
 __all__ = ["init", "get_group", "is_initialized", "rank", "world_size", "local_rank", "is_main_process",
-           "barrier", "all_reduce", "broadcast_object", "print0", "main_process_only", "save_checkpoint",
+           "use_local_gpu", "barrier", "all_reduce", "broadcast_object", "print0", "main_process_only", "save_checkpoint",
            "DistributedDataParallel", "GradientReducer", "assign_buckets", "ProcessGroup",
            "SingleProcessGroup", "MPIProcessGroup", "DistributedTimeoutError", "launched_by_mpi",
            "DEFAULT_TIMEOUT"]
@@ -83,6 +83,23 @@ def world_size() -> int:
 def local_rank() -> int:
     """This process's index among the ranks on its machine (which GPU to use)."""
     return get_group().local_rank
+
+
+def use_local_gpu() -> int:
+    """Make GPU ``local_rank() % device count`` this process's current device and return its index.
+
+    One rank per GPU: ``mpiexec -n 4`` on a 4-GPU machine gives each rank its own. Call it
+    before moving the model to ``'gpu'``.
+    """
+    xp = backend.gpu_module()
+    if xp is None:
+        raise RuntimeError("use_local_gpu: no GPU backend (CuPy is not installed, or there is no driver)")
+    count = xp.cuda.runtime.getDeviceCount()
+    if count < 1:
+        raise RuntimeError("use_local_gpu: CuPy sees no GPU")
+    index = local_rank() % count
+    xp.cuda.Device(index).use()
+    return index
 
 
 def is_main_process() -> bool:

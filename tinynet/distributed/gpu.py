@@ -114,8 +114,8 @@ _NCCL_TYPES = {"float16": "NCCL_FLOAT16", "float32": "NCCL_FLOAT32", "float64": 
 class NcclAllreduce:
     """Sum GPU buffers over the ranks of ``group`` with NCCL, on a stream of its own.
 
-    ``nccl`` and ``cuda`` default to ``cupy.cuda.nccl`` and ``cupy.cuda``; the tests pass
-    stand-ins for both (there is no GPU on the test machines).
+    ``nccl`` and ``cuda`` default to ``cupy.cuda.nccl`` and the backend's ``cupy.cuda``; the
+    tests pass stand-ins for both (there is no GPU on the test machines).
     """
 
     name = "NCCL"
@@ -127,7 +127,7 @@ class NcclAllreduce:
                 raise ImportError("cupy.cuda.nccl is present but NCCL is not loaded: "
                                   "pip install nvidia-nccl-cu13 (the gpu-distributed extra)")
         if cuda is None:
-            cuda = importlib.import_module("cupy.cuda")
+            cuda = backend.gpu_module().cuda
         self.group, self.nccl, self.cuda = group, nccl, cuda
         unique_id = nccl.get_unique_id() if group.rank == 0 else None
         unique_id = group.broadcast_object(unique_id, 0, "broadcast of the NCCL unique id")
