@@ -4,9 +4,10 @@ The mapping lives in ``package_dir``; a source checkout used without installing
 (``python -m pytest`` from the repository root) finds ``kernels/`` through
 ``tinynet/_kernels_path.py`` instead, so every mode works without a symlink.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
-PACKAGES = ["tinynet", "tinynet.ops", "tinynet.nn", "tinynet.optim", "tinynet.data", "tinynet.distributed"]
+# found, not listed: a new subpackage cannot be forgotten by a regular (non-editable) install
+PACKAGES = find_packages(include=["tinynet", "tinynet.*"])
 
 MPI = ["mpi4py>=4.0", "mpich>=4.2"]
 

@@ -1,5 +1,6 @@
 """tinynet.kernels is importable from a source checkout, an editable install and a regular install."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,13 +26,29 @@ def test_source_checkout_finds_kernels_from_the_repository_root():
 
 def test_regular_install_has_kernels_and_source_tree_still_wins_at_the_root(tmp_path):
     target = tmp_path / "site"
+    # build from a clean copy: a stale build/ folder in the checkout would hide a forgotten subpackage
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", "runs", ".hypothesis", ".pytest_cache"))
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+         "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
     if install.returncode != 0 and "No module named" in install.stderr:
         pytest.skip("setuptools is not available to build the package: " + install.stderr[-200:])
     assert install.returncode == 0, install.stderr[-2000:]
     assert (target / "tinynet" / "kernels" / "conv2d.py").is_file()
+    # every subpackage of the source tree, and every kernel module, imports from the installed copy
+    subpackages = sorted("tinynet." + ".".join(p.parent.relative_to(ROOT / "tinynet").parts)
+                         for p in (ROOT / "tinynet").rglob("__init__.py") if p.parent != ROOT / "tinynet")
+    kernel_modules = sorted("tinynet.kernels." + p.stem for p in (ROOT / "kernels").glob("*.py")
+                            if p.stem != "__init__")
+    assert "tinynet.nn" in subpackages and "tinynet.kernels.conv2d" in kernel_modules
+    code = ("import importlib, tinynet\n"
+            f"for name in {subpackages + kernel_modules!r}:\n"
+            "    module = importlib.import_module(name)\n"
+            f"    assert module.__file__.startswith({str(target)!r}), (name, module.__file__)\n")
+    result = _run(code, cwd=tmp_path, env_extra={"PYTHONPATH": str(target)})
+    assert result.returncode == 0, result.stderr[-2000:]
     # elsewhere: the installed copy is used, kernels included
     result = _run("import tinynet.kernels.conv2d as c; print(c.__file__)", cwd=tmp_path,
                   env_extra={"PYTHONPATH": str(target)})
