@@ -137,16 +137,22 @@ def test_gradient_matches_numerical_gradient(case, scale_in_training, training):
     np.testing.assert_allclose(dropout_backward(grad_output, mask), expected, rtol=1e-7, atol=1e-9)
 
 
-def test_gpu_path_gives_gpu_arrays_equal_to_cpu(gpu_xp):
+def test_gpu_path_matches_the_definition(gpu_xp):
+    """The GPU path against the naive definition (not against the CPU path, which runs the same
+    array-module calls and would share any bug), in both variants."""
     rng = np.random.default_rng(11)
-    x, uniform = rng.standard_normal((3, 5)).astype(np.float32), rng.random((3, 5))
-    y, mask = dropout_forward(x, 0.5, uniform)
-    y_gpu, mask_gpu = dropout_forward(gpu_xp.asarray(x), 0.5, gpu_xp.asarray(uniform))
-    grad_gpu = dropout_backward(gpu_xp.asarray(np.ones_like(x)), mask_gpu)
-    for array in (y_gpu, mask_gpu, grad_gpu):
-        assert isinstance(array, gpu_xp.ndarray) and array.dtype == np.float32
-    np.testing.assert_array_equal(gpu_xp.asnumpy(y_gpu), y)
-    np.testing.assert_array_equal(gpu_xp.asnumpy(grad_gpu), mask)
+    x, uniform = rng.standard_normal((3, 5)).astype(np.float32), rng.random((3, 5)).astype(np.float32)
+    grad_output = rng.standard_normal((3, 5)).astype(np.float32)
+    for scale_in_training in (True, False):
+        expected_y = naive_dropout(x, 0.5, uniform, scale_in_training=scale_in_training)
+        expected_mask = naive_dropout(np.ones_like(x), 0.5, uniform, scale_in_training=scale_in_training)
+        y_gpu, mask_gpu = dropout_forward(gpu_xp.asarray(x), 0.5, gpu_xp.asarray(uniform),
+                                          scale_in_training=scale_in_training)
+        grad_gpu = dropout_backward(gpu_xp.asarray(grad_output), mask_gpu)
+        for array in (y_gpu, mask_gpu, grad_gpu):
+            assert isinstance(array, gpu_xp.ndarray) and array.dtype == np.float32
+        np.testing.assert_allclose(gpu_xp.asnumpy(y_gpu), expected_y, rtol=1e-6)
+        np.testing.assert_allclose(gpu_xp.asnumpy(grad_gpu), grad_output * expected_mask, rtol=1e-6)
     y_gpu, _ = dropout_forward(gpu_xp.asarray(x), 1.0, None)
     assert isinstance(y_gpu, gpu_xp.ndarray) and not gpu_xp.asnumpy(y_gpu).any()
 
