@@ -372,3 +372,25 @@ def test_paper_and_lecun_initialisations():
     assert np.abs(lecun.features.c5.weight.numpy()).max() <= np.sqrt(3 / 400)
     assert lecun.features.c5.weight.numpy().std() == pytest.approx(1 / np.sqrt(400), rel=0.05)
     assert np.all(lecun.features.c5.bias.numpy() == 0)
+
+
+def test_lenet_layers_on_the_gpu_path_match_the_cpu(gpu_xp):
+    """C3's scatter of the filters and the trainable subsampling on GPU arrays (the CuPy stand-in,
+    or real CuPy with TINYNET_TEST_REAL_GPU=1) against the same layers on the CPU."""
+    rng = np.random.default_rng(4)
+    x_values = rng.standard_normal((2, 3, 6, 6))
+    for make in (lambda: PartiallyConnectedConv2d(3, [(0, 2), (1,), (2, 1, 0)], 3),
+                 lambda: TrainableSubsampling(3, 2)):
+        results = []
+        for device in ("cpu", "gpu"):
+            tinynet.manual_seed(0)
+            layer = make().double()
+            layer.weight.data = rng.standard_normal(layer.weight.shape) if device == "cpu" else results[0][3]
+            layer.to(device)
+            x = tinynet.tensor(x_values, dtype=np.float64, requires_grad=True, device=device)
+            y = layer(x)
+            (y * y).sum().backward()
+            results.append([y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(), layer.weight.numpy()])
+            assert y.device == device and layer.weight.grad.device == device
+        for cpu, gpu in zip(*results):
+            np.testing.assert_allclose(gpu, cpu, rtol=1e-10, atol=1e-12)
