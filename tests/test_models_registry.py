@@ -83,3 +83,15 @@ def test_alexnet_lives_in_the_zoo_and_the_old_import_still_works():
     model = models.create("alexnet", num_classes=2, groups=2, dropout_placement="paper")
     assert isinstance(model, AlexNet) and model.num_parameters() == 56_876_418
     assert models.config_of(model)["options"] == {"groups": 2, "dropout_placement": "paper"}
+
+
+# AlexNet's paper-size test (its small-input step is in tests/test_alexnet_layouts.py): 227x227, batch 1
+def test_alexnet_forward_backward_at_paper_input_size_227():
+    from tinynet.nn import functional as F
+    tinynet.manual_seed(0)
+    model = models.create("alexnet")
+    x = tinynet.tensor(np.random.default_rng(0).standard_normal((1, 3, 227, 227)), dtype="float32")
+    loss = F.cross_entropy(model(x), np.array([42]))
+    loss.backward()
+    assert np.isfinite(loss.item())
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
