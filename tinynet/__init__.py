@@ -22,7 +22,7 @@ kernels = _attach_kernels(__name__, _os.path.dirname(__file__))
 
 from . import backend  # noqa: E402
 from .backend import get_array_module, gpu_available, manual_seed  # noqa: E402
-from .function import Function, enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from .function import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 from .tensor import Tensor, tensor  # noqa: E402
 from .functions import (cat, concat, exp, log, matmul, max, mean, relu, sigmoid, softmax,  # noqa: E402
                         sqrt, stack, sum, tanh, log_softmax, zeros, ones, randn, rand, arange)

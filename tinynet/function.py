@@ -121,6 +121,11 @@ class Function:
             self.release()
         return tensors[0] if single else tensors
 
+    @property
+    def name(self):
+        """The op's name in messages (a kernel-backed Function names its kernel)."""
+        return type(self).__name__
+
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__}.forward")
 

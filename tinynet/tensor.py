@@ -16,6 +16,10 @@ import numpy as np
 
 from . import backend
 from .function import Function
+from .ops.activation import Exp, Log, LogSoftmax, Sigmoid, Softmax, Sqrt, Tanh, relu
+from .ops.arithmetic import Add, Cast, Div, MatMul, Mul, Neg, Pow, Sub
+from .ops.reduction import Max, Mean, Sum
+from .ops.shape import GetItem, Reshape, Transpose
 
 
 def _as_array(data, dtype=None, device=None):
@@ -145,7 +149,6 @@ class Tensor:
         return self.to(dtype=np.float64)
 
     def astype(self, dtype):
-        from .ops.arithmetic import Cast
         return Cast.apply(self, dtype=dtype)
 
     def detach(self):
@@ -214,7 +217,7 @@ class Tensor:
                     continue
                 if tuple(g.shape) != tensor.shape:
                     raise RuntimeError(
-                        f"{type(function).__name__}.backward returned a gradient of shape "
+                        f"{function.name}.backward returned a gradient of shape "
                         f"{tuple(g.shape)} for an input of shape {tensor.shape}")
                 if tensor.creator is None:
                     tensor._accumulate(g)
@@ -256,55 +259,42 @@ class Tensor:
 
     # ------------------------------------------------------------- operators
     def __add__(self, other):
-        from .ops.arithmetic import Add
         return Add.apply(self, other)
 
     def __radd__(self, other):
-        from .ops.arithmetic import Add
         return Add.apply(other, self)
 
     def __sub__(self, other):
-        from .ops.arithmetic import Sub
         return Sub.apply(self, other)
 
     def __rsub__(self, other):
-        from .ops.arithmetic import Sub
         return Sub.apply(other, self)
 
     def __mul__(self, other):
-        from .ops.arithmetic import Mul
         return Mul.apply(self, other)
 
     def __rmul__(self, other):
-        from .ops.arithmetic import Mul
         return Mul.apply(other, self)
 
     def __truediv__(self, other):
-        from .ops.arithmetic import Div
         return Div.apply(self, other)
 
     def __rtruediv__(self, other):
-        from .ops.arithmetic import Div
         return Div.apply(other, self)
 
     def __neg__(self):
-        from .ops.arithmetic import Neg
         return Neg.apply(self)
 
     def __pow__(self, exponent):
-        from .ops.arithmetic import Pow
         return Pow.apply(self, exponent=exponent)
 
     def __matmul__(self, other):
-        from .ops.arithmetic import MatMul
         return MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
-        from .ops.arithmetic import MatMul
         return MatMul.apply(other, self)
 
     def __getitem__(self, index):
-        from .ops.shape import GetItem
         return GetItem.apply(self, index=index)
 
     # comparisons give plain boolean tensors (no gradient)
@@ -329,22 +319,18 @@ class Tensor:
 
     # ------------------------------------------------------------- methods mirroring the functions
     def sum(self, axis=None, keepdims=False):
-        from .ops.reduction import Sum
         return Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        from .ops.reduction import Mean
         return Mean.apply(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
-        from .ops.reduction import Max
         return Max.apply(self, axis=axis, keepdims=keepdims)
 
     def argmax(self, axis=None):
         return Tensor(self.data.argmax(axis=axis))
 
     def reshape(self, *shape):
-        from .ops.shape import Reshape
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return Reshape.apply(self, shape=shape)
@@ -358,7 +344,6 @@ class Tensor:
         return self.reshape(shape[:start_dim] + (middle,) + shape[end_dim + 1:])
 
     def permute(self, *axes):
-        from .ops.shape import Transpose
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return Transpose.apply(self, axes=axes)
@@ -375,35 +360,27 @@ class Tensor:
         return self.transpose()
 
     def exp(self):
-        from .ops.activation import Exp
         return Exp.apply(self)
 
     def log(self):
-        from .ops.activation import Log
         return Log.apply(self)
 
     def sqrt(self):
-        from .ops.activation import Sqrt
         return Sqrt.apply(self)
 
     def relu(self):
-        from .ops.activation import relu
         return relu(self)
 
     def sigmoid(self):
-        from .ops.activation import Sigmoid
         return Sigmoid.apply(self)
 
     def tanh(self):
-        from .ops.activation import Tanh
         return Tanh.apply(self)
 
     def softmax(self, axis=-1):
-        from .ops.activation import Softmax
         return Softmax.apply(self, axis=axis)
 
     def log_softmax(self, axis=-1):
-        from .ops.activation import LogSoftmax
         return LogSoftmax.apply(self, axis=axis)
 
 

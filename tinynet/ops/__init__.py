@@ -4,5 +4,6 @@ arithmetic  + - * / neg pow matmul cast       reduction  sum mean max
 shape       reshape transpose getitem concat stack
 activation  exp log sqrt relu leaky_relu sigmoid tanh softmax log_softmax
 loss        cross_entropy
-layers      thin wrappers that call the hand-written kernels in tinynet.kernels
+kernel_function  apply_kernel: the one generic adapter that runs any kernel of tinynet.kernels
+                 (the kernel contract: forward -> (outputs, saved), backward(grads, saved, needs))
 """
