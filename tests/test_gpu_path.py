@@ -243,3 +243,32 @@ def test_one_alexnet_step_at_batch_128_on_a_real_gpu(gpu_xp):
         assert p.device == "gpu", name
         after = p.numpy()
         assert np.all(np.isfinite(after)) and not np.array_equal(after, before[name]), name
+
+
+@pytest.mark.parametrize("optimizer_name, settings", [
+    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=5e-4)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2)),
+    ("SGD", dict(lr=0.05, momentum=0.5, dampening=0.3)),
+    ("Adam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizer_steps_on_the_gpu_match_torch(gpu_xp, optimizer_name, settings, dtype):
+    """Six steps of the GPU path's update (the fused SGD kernel's GPU branch, Adam's array calls)
+    against PyTorch's optimizers on the same numbers."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((4, 3)).astype(dtype)
+    gradients = [rng.standard_normal((4, 3)).astype(dtype) for _ in range(6)]
+    parameter = nn.Parameter(weights.copy())
+    parameter.data = backend.to_device(parameter.data, "gpu")
+    ours = getattr(tinynet.optim, optimizer_name)([parameter], **settings)
+    reference = torch.nn.Parameter(torch.tensor(weights.copy()))
+    theirs = getattr(torch.optim, optimizer_name)([reference], **settings)
+    for g in gradients:
+        parameter.grad = tinynet.tensor(g, device="gpu")
+        ours.step()
+        reference.grad = torch.tensor(g)
+        theirs.step()
+    assert parameter.device == "gpu" and parameter.dtype == dtype
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(parameter.numpy(), reference.detach().numpy(), **tolerance)
