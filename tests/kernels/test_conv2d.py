@@ -4,39 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from references import conv2d as reference_conv2d    # the seven loops of the definition
 from tinynet.backend import to_numpy
 from tinynet.gradcheck import numerical_gradient
 from tinynet.kernels.conv2d import conv2d_backward, conv2d_forward
-
-
-# ------------------------------------------------------------------ reference
-def reference_conv2d(x, weight, bias, stride, padding, dilation, groups):
-    """The definition, as plainly as possible: seven nested loops.
-
-    y[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j] * x[n, g*C/G + c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
-    where g = o // (O/G) is the group of output channel o and x is zero outside the image.
-    """
-    batch, channels, height, width = x.shape
-    out_channels, channels_per_group, kernel_h, kernel_w = weight.shape
-    filters_per_group = out_channels // groups
-    out_h = (height + 2 * padding[0] - dilation[0] * (kernel_h - 1) - 1) // stride[0] + 1
-    out_w = (width + 2 * padding[1] - dilation[1] * (kernel_w - 1) - 1) // stride[1] + 1
-    y = np.zeros((batch, out_channels, out_h, out_w), dtype=np.float64)
-    for n in range(batch):
-        for o in range(out_channels):
-            group = o // filters_per_group
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    total = 0.0 if bias is None else float(bias[o])
-                    for c in range(channels_per_group):
-                        for i in range(kernel_h):
-                            for j in range(kernel_w):
-                                h = oh * stride[0] - padding[0] + i * dilation[0]
-                                w = ow * stride[1] - padding[1] + j * dilation[1]
-                                if 0 <= h < height and 0 <= w < width:
-                                    total += weight[o, c, i, j] * x[n, group * channels_per_group + c, h, w]
-                    y[n, o, oh, ow] = total
-    return y
 
 
 # ------------------------------------------------------------------ drawn configurations

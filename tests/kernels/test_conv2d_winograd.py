@@ -12,7 +12,7 @@ from tinynet.kernels import conv2d as conv2d_module
 from tinynet.kernels import conv2d_winograd as winograd
 from tinynet.kernels.conv2d import conv2d_backward, conv2d_forward
 
-from test_conv2d import reference_conv2d  # noqa: E402  (tests/kernels is on sys.path)
+from references import conv2d as reference_conv2d  # noqa: E402
 
 
 # ------------------------------------------------------------------ the matrices
