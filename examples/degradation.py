@@ -90,38 +90,44 @@ def evaluate(model, loader):
     return wrong / max(count, 1), loss_sum / max(count, 1)
 
 
-def train_one(name, args, train_loader, test_loader, on_epoch):
-    """Train the registry model ``name`` from the run's seed; ``on_epoch(row)`` after each epoch."""
-    from tqdm import tqdm
+class Trainee:
+    """One network of the experiment with its optimizer: built from the run's seed, trained epoch by epoch."""
 
-    tinynet.manual_seed(args.seed)
-    model = models.create(name, num_classes=10, in_channels=1)
-    optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    train_loader.set_epoch(0)                      # every network sees the same batches in the same order
-    rows = []
-    for epoch in range(args.epochs):
+    def __init__(self, name, args):
+        tinynet.manual_seed(args.seed)
+        self.name, self.args = name, args
+        self.model = models.create(name, num_classes=10, in_channels=1)
+        self.optimizer = optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
+                                   weight_decay=args.weight_decay)
+        self.rows = []
+
+    def train_epoch(self, epoch, train_loader, test_loader):
+        """One epoch on ``train_loader``'s batches of ``epoch`` (the same for every network); its row."""
+        from tqdm import tqdm
+
+        args = self.args
         lr = cosine_lr(args.lr, epoch, args.epochs)
-        optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.param_groups[0]["lr"] = lr
+        train_loader.set_epoch(epoch)
         wrong, loss_sum, count = 0, 0.0, 0
         started = time.perf_counter()
-        progress = tqdm(train_loader, desc=f"{name} epoch {epoch + 1}/{args.epochs}", dynamic_ncols=True)
+        progress = tqdm(train_loader, desc=f"{self.name} epoch {epoch + 1}/{args.epochs}", dynamic_ncols=True)
         for images, labels in progress:
-            logits = model(tinynet.Tensor(images))
+            logits = self.model(tinynet.Tensor(images))
             loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad()
+            self.optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             wrong += int((logits.numpy().argmax(axis=1) != labels).sum())
             loss_sum += loss.item() * len(labels)
             count += len(labels)
             progress.set_postfix(loss=f"{loss_sum / count:.3f}", err=f"{100 * wrong / count:.1f}%")
-        test_error, test_loss = evaluate(model, test_loader)
-        row = {"model": name, "epoch": epoch + 1, "train_error": wrong / count, "test_error": test_error,
+        test_error, test_loss = evaluate(self.model, test_loader)
+        row = {"model": self.name, "epoch": epoch + 1, "train_error": wrong / count, "test_error": test_error,
                "train_loss": loss_sum / count, "test_loss": test_loss, "lr": lr,
                "seconds": time.perf_counter() - started}
-        rows.append(row)
-        on_epoch(row)
-    return rows, model.num_parameters()
+        self.rows.append(row)
+        return row
 
 
 def draw(path, history, title):
@@ -194,10 +200,16 @@ def run(args):
         print(f"{row['model']} epoch {row['epoch']}: training error {100 * row['train_error']:.2f}%, "
               f"test error {100 * row['test_error']:.2f}% ({row['seconds']:.0f} s)")
 
-    for name in args.models:
-        rows, parameters = train_one(name, args, train_loader, test_loader, on_epoch)
-        results[name] = {"parameters": int(parameters), "final_train_error": rows[-1]["train_error"],
-                         "final_test_error": rows[-1]["test_error"], "seconds": sum(r["seconds"] for r in rows)}
+    # epoch by epoch, every network in turn: a run stopped early still has all four curves
+    trainees = [Trainee(name, args) for name in args.models]
+    for epoch in range(args.epochs):
+        for trainee in trainees:
+            on_epoch(trainee.train_epoch(epoch, train_loader, test_loader))
+    for trainee in trainees:
+        rows = trainee.rows
+        results[trainee.name] = {"parameters": int(trainee.model.num_parameters()),
+                                 "final_train_error": rows[-1]["train_error"], "final_test_error": rows[-1]["test_error"],
+                                 "seconds": sum(r["seconds"] for r in rows)}
     summary = {"models": results, "train_size": int(len(train_indices)), "test_size": int(len(test_indices)),
                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                "wall_seconds": time.perf_counter() - started_run}

@@ -25,7 +25,7 @@ def test_tiny_run_trains_each_network_the_same_way(tmp_path, capsys):
     assert results["train_size"] == 20 and results["test_size"] == 10
     with open(out / "metrics.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert [(r["model"], int(r["epoch"])) for r in rows] == [("plain20", 1), ("plain20", 2), ("resnet20", 1),
+    assert [(r["model"], int(r["epoch"])) for r in rows] == [("plain20", 1), ("resnet20", 1), ("plain20", 2),
                                                              ("resnet20", 2)]
     assert all(0.0 <= float(r[k]) <= 1.0 for r in rows for k in ("train_error", "test_error"))
     assert (out / "degradation.png").stat().st_size > 0
