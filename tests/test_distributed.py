@@ -466,3 +466,21 @@ def test_each_rank_takes_the_gpu_of_its_local_rank(gpu_xp, monkeypatch):
         assert gpu_xp.zeros(2).device.id == 1
         group.local_rank = 0
         assert dist.use_local_gpu() == 0
+
+
+def test_a_step_left_unsynchronised_is_reported_at_the_next_forward():
+    model, ddp = _reducer_model(find_unused=True)
+    x = tinynet.Tensor(np.ones((2, 3), np.float32))
+    model.eval()
+    ddp(x)                                  # evaluation forwards prepare nothing
+    assert not ddp.reducer.active
+    model.train()
+    first, second = ddp(x), ddp(x)          # two micro-batches: counts add up
+    (first.sum() + second.sum()).backward()
+    assert not ddp.reducer.active           # both were complete: the step finished by itself
+    ddp(x)
+    out = ddp(x)                            # the first output is never used by the loss
+    out.sum().backward()
+    assert ddp.reducer.active               # ... so gradients are still waiting
+    with pytest.raises(RuntimeError, match="previous step's backward left parameter"):
+        ddp(x)

@@ -130,6 +130,7 @@ class GradientReducer:
     def _reset_step(self):
         self.active = False                        # a forward was prepared, its sync is pending
         self.expected = [0] * len(self.parameters)  # contributions still to come, per parameter
+        self.contributions_seen = 0
         self.ready_parameters = set()
         # which parameters had a gradient when their bucket started (find_unused_parameters)
         self.has_gradient = np.zeros(len(self.parameters), dtype=np.int32)
@@ -145,6 +146,15 @@ class GradientReducer:
         Called by the wrapper after each forward; a second forward before the backward
         (two micro-batches whose losses are added) adds its counts to the first's.
         """
+        if self.active and self.contributions_seen:
+            pending = [self.names[i] for i in range(len(self.parameters)) if self.expected[i] > 0]
+            self.active = False
+            raise RuntimeError(
+                f"DistributedDataParallel: the previous step's backward left parameter(s) "
+                f"{', '.join(pending[:5])}{' ...' if len(pending) > 5 else ''} without all their gradient "
+                f"contributions, so its gradients were not averaged (the ranks may have drifted apart): "
+                f"call ddp.synchronize() before optimizer.step() when the loss does not use every output, "
+                f"and run evaluation forwards under tinynet.no_grad()")
         if not self.active:
             self._reset_step()
             self.trace = []
@@ -177,6 +187,7 @@ class GradientReducer:
                 f"penalty added to the loss, say). Compute it inside forward, or add its gradient after "
                 f"synchronize()")
         self.expected[i] -= 1
+        self.contributions_seen += 1
         if self.expected[i] == 0:
             self._mark_ready(i)
         self.group.progress()
@@ -380,7 +391,7 @@ class DistributedDataParallel(Module):
                     self._broadcast_module_buffers()
         output = self.module(*inputs, **kwargs)
         reducer = self.reducer
-        if reducer is not None and self._sync_enabled and is_grad_enabled():
+        if reducer is not None and self._sync_enabled and is_grad_enabled() and self.module.training:
             reducer.prepare(_graph_contributions(output, reducer.index_of, len(reducer.parameters)))
         return output
 
