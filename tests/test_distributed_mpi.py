@@ -32,6 +32,8 @@ def _mpiexec():
 def _run(args, ranks=2, timeout=120, env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
     env.pop("PYTHONPATH", None)
+    # one thread per rank: two ranks with two threads each would fight over the 2 cores
+    env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
     env.update(env_extra or {})
     command = ([_mpiexec(), "-n", str(ranks)] if ranks else []) + [sys.executable, str(WORKER)] + list(args)
     started = time.monotonic()
