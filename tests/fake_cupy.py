@@ -25,10 +25,15 @@ numba's CUDA simulator only knows NumPy arrays, while the real CUDA target takes
 any object with ``__cuda_array_interface__`` (as CuPy's arrays have).
 :func:`install_simulator_bridge` teaches the simulator that protocol: a kernel
 launched on stand-in arrays runs on a NumPy view of their buffers.  The bridge
-also records every launch (kernel and numba argument types) for the PTX tests.
+also records every launch (kernel and numba argument types) for the PTX tests,
+and detects write races: the simulator runs a block's threads one after another
+under the GIL, so two threads doing ``out[i] += v`` to the same element without
+``cuda.atomic.add`` give the right sum there and a wrong one on a GPU; the bridge
+fails such a launch, naming the kernel, the element and the two threads.
 """
 import contextlib
 import numbers
+import threading
 import types
 
 import numpy as np
@@ -500,20 +505,85 @@ def _as_simulator_argument(value):
     return np.asarray(_HostView(value.__cuda_array_interface__))  # a view: writes reach the buffer
 
 
+class WriteRace(AssertionError):
+    """Two threads of one simulated launch wrote the same element without an atomic operation."""
+
+
+_writers = None                       # element address -> (block, thread) of its first writer
+_races = []
+_in_atomic = threading.local()
+
+
+def _element_address(array, index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    if len(index) != array.ndim or not all(isinstance(i, (int, np.integer)) for i in index):
+        return None  # a slice or a field: not an element write
+    offset = sum((int(i) % n) * stride for i, n, stride in zip(index, array.shape, array.strides))
+    return array.__array_interface__["data"][0] + offset
+
+
+def _note_write(array, index):
+    if _writers is None or getattr(_in_atomic, "active", False):
+        return
+    address = _element_address(array, index)
+    if address is None:
+        return
+    thread = threading.current_thread()
+    block, within = getattr(thread, "blockIdx", None), getattr(thread, "threadIdx", None)
+    writer = tuple((d.x, d.y, d.z) if d is not None else None for d in (block, within))
+    first = _writers.setdefault(address, writer)
+    if first != writer and len(_races) < 5:
+        element = tuple(int(i) for i in index) if isinstance(index, tuple) else int(index)
+        _races.append(f"element {element} written by threads (block, thread) {first} and {writer}")
+
+
 def install_simulator_bridge():
-    """Let simulated kernels take arrays with ``__cuda_array_interface__`` (as the real target does)
-    and record each launch's argument types.  Safe to call more than once."""
+    """Let simulated kernels take arrays with ``__cuda_array_interface__`` (as the real target does),
+    record each launch's argument types, and fail launches with write races.  Idempotent."""
+    global _writers
     import numba
+    from numba.cuda.simulator import kernelapi
+    from numba.cuda.simulator.cudadrv.devicearray import FakeWithinKernelCUDAArray
     from numba.cuda.simulator.kernel import FakeCUDAKernel
     if getattr(FakeCUDAKernel, "_tinynet_bridge", False):
         return
     original_call = FakeCUDAKernel.__call__
+    original_setitem = FakeWithinKernelCUDAArray.__setitem__
 
     def call(self, *args):
+        global _writers
         args = tuple(_as_simulator_argument(a) for a in args)
-        if _launch_records is not None and not self._device:
+        if self._device:
+            return original_call(self, *args)
+        if _launch_records is not None:
             _launch_records.append((self.fn, tuple(numba.typeof(a) for a in args)))
-        return original_call(self, *args)
+        _writers = {}
+        del _races[:]
+        try:
+            result = original_call(self, *args)
+        finally:
+            _writers = None
+        if _races:
+            raise WriteRace(f"{self.fn.__module__}.{self.fn.__name__}: non-atomic writes of one element "
+                            f"by two threads (a GPU would lose updates; use cuda.atomic): " + "; ".join(_races))
+        return result
 
+    def setitem(self, index, value):
+        _note_write(self._item._ary, index)
+        return original_setitem(self, index, value)
+
+    def atomic(operation):
+        def run(*args, **kwargs):
+            _in_atomic.active = True
+            try:
+                return operation(*args, **kwargs)
+            finally:
+                _in_atomic.active = False
+        return run
+
+    for name in [n for n in vars(kernelapi.FakeCUDAAtomic) if not n.startswith("_")]:
+        setattr(kernelapi.FakeCUDAAtomic, name, atomic(getattr(kernelapi.FakeCUDAAtomic, name)))
     FakeCUDAKernel.__call__ = call
+    FakeWithinKernelCUDAArray.__setitem__ = setitem
     FakeCUDAKernel._tinynet_bridge = True

@@ -5,6 +5,7 @@ one did) fails here.  With TINYNET_TEST_REAL_GPU=1 the same rules are checked ag
 """
 import numpy as np
 import pytest
+from numba import cuda
 
 import tinynet
 from conftest import REAL_GPU
@@ -80,3 +81,34 @@ def test_arrays_of_different_devices_do_not_mix(gpu_xp):
             assert on_one.device.id == 1
             with pytest.raises(ValueError, match="device"):
                 on_zero + on_one
+
+
+# ----------------------------------------------------------------- write races in the simulator
+@cuda.jit
+def scatter_without_atomics(out, index, values):
+    i = cuda.grid(1)
+    if i < index.size:
+        out[index[i]] += values[i]
+
+
+@cuda.jit
+def scatter_with_atomics(out, index, values):
+    i = cuda.grid(1)
+    if i < index.size:
+        cuda.atomic.add(out, index[i], values[i])
+
+
+@pytest.mark.skipif(REAL_GPU, reason="checks the simulator bridge")
+def test_the_simulator_fails_non_atomic_writes_of_one_element_by_two_threads(gpu_xp):
+    """On a GPU, ``out[j] += v`` from two threads loses updates; the simulator (threads one after
+    another) would sum correctly, so the bridge fails the launch instead.  With cuda.atomic.add
+    the same scatter passes and sums correctly."""
+    import fake_cupy
+    index = gpu_xp.asarray(np.array([0, 1, 1, 3], dtype=np.int64))
+    values = gpu_xp.asarray(np.ones(4))
+    out = gpu_xp.zeros(4)
+    scatter_with_atomics[1, 32](out, index, values)
+    np.testing.assert_array_equal(out.get(), [1.0, 2.0, 0.0, 1.0])
+    with pytest.raises(fake_cupy.WriteRace, match=r"scatter_without_atomics.*element 1 written by threads"):
+        scatter_without_atomics[1, 32](gpu_xp.zeros(4), index, values)
+    scatter_without_atomics[1, 32](gpu_xp.zeros(4), gpu_xp.asarray(np.arange(4)), values)  # no repeats: fine
