@@ -146,24 +146,28 @@ STOPS = {
     "last batch of the last epoch": ["train:3:3"],
     "last validation batch of the last epoch": ["val:3:2"],
     "twice": ["train:1:3", "val:2:2"],
+    "mid-epoch with 2 decoding threads": ["train:2:2", "--workers", "2"],  # batches prefetched past the stop
 }
 # where each stop leaves last.npz: (epoch from 0, stage, loader epoch, loader batch)
 POSITIONS = {"train:1:2": (0, "train", 0, 2), "train:1:3": (0, "validate", 1, 0), "train:2:1": (1, "train", 1, 1),
              "val:2:1": (1, "validate", 2, 0), "train:3:3": (2, "validate", 3, 0), "val:3:2": (2, "validate", 3, 0),
-             "val:2:2": (1, "validate", 2, 0)}
+             "val:2:2": (1, "validate", 2, 0), "train:2:2": (1, "train", 1, 2)}
 
 
 @pytest.mark.parametrize("stops", list(STOPS.values()), ids=list(STOPS))
 def test_resume_is_exact_at_every_interruption_point(tiny, photos, uninterrupted, tmp_path, stops, capsys):
     out = tmp_path / "run"
+    extra = [flag for flag in stops if ":" not in flag]
+    stops = [flag for flag in stops if ":" in flag and flag not in extra]
     for stop in stops:
-        assert run(out, photos, "--stop-at", stop, *(["--resume"] if (out / "last.npz").exists() else [])) == 130
+        resume = ["--resume"] if (out / "last.npz").exists() else []
+        assert run(out, photos, "--stop-at", stop, *resume, *extra) == 130
         saved = tinynet.load(out / "last.npz")
         position = (saved["position"]["epoch"], saved["position"]["stage"], saved["loader"]["epoch"],
                     saved["loader"]["batch"])
         assert position == POSITIONS[stop], stop
         assert "interrupted: saved" in capsys.readouterr().out
-    assert run(out, photos, "--resume") == 0
+    assert run(out, photos, "--resume", *extra) == 0
     assert "resumed from" in capsys.readouterr().out
 
     assert read_metrics(out) == read_metrics(uninterrupted)
