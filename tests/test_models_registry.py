@@ -32,6 +32,8 @@ def test_bad_num_classes_and_unstorable_options_are_refused():
         models.create("resnet20", num_classes=0)
     with pytest.raises(TypeError, match="not a plain value"):
         models.create("resnet20", num_classes=10, shortcut=object())
+    with pytest.raises(TypeError, match="unknown option.*batchnorm.*accepts.*batch_norm, dropout"):
+        models.create("vgg_a", batchnorm=True)
 
 
 def test_create_stamps_name_and_arguments_and_from_config_rebuilds():

@@ -41,7 +41,11 @@ def _collect():
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as error:      # name the file: the registry imports every module of the package
+            raise ImportError(f"the model registry could not import models.{info.name} "
+                              f"({info.name}.py): {type(error).__name__}: {error}") from error
         table = getattr(module, "MODELS", None)
         if table is None:          # a helper module (tables, comparisons), not a model family
             continue
@@ -89,7 +93,13 @@ def create(name, num_classes=1000, **options):
             raise TypeError(f"create({name!r}): option {option}={value!r} is not a plain value "
                             f"(number, string, bool, None, or a list/tuple/dict of them), so a "
                             f"checkpoint could not record it")
-    model = table[key](num_classes=num_classes, **options)
+    factory = table[key]
+    accepted = _accepted_options(factory)
+    unknown = [option for option in options if accepted is not None and option not in accepted]
+    if unknown:
+        raise TypeError(f"create({name!r}): unknown option(s) {', '.join(unknown)}; {key} accepts "
+                        f"{', '.join(sorted(accepted)) or 'no options'} besides num_classes")
+    model = factory(num_classes=num_classes, **options)
     # a plain attribute (not a parameter or module): Module.__setattr__ just stores it
     model.registry_config = {"name": key, "num_classes": num_classes, "options": dict(options)}
     return model
@@ -145,3 +155,13 @@ def _is_plain(value):
     if isinstance(value, dict):
         return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
     return False
+
+
+def _accepted_options(factory):
+    """The keyword options a factory takes (without num_classes), or None if it takes **kwargs."""
+    import inspect
+
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.name != "num_classes"}

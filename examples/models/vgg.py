@@ -9,7 +9,8 @@ three fully connected layers:
     C       conv3-64 x2         | conv3-128 x2       | conv3-256 x2, conv1-256 | conv3-512 x2, conv1-512 | conv3-512 x2, conv1-512
     D       conv3-64 x2         | conv3-128 x2       | conv3-256 x3            | conv3-512 x3            | conv3-512 x3
     E       conv3-64 x2         | conv3-128 x2       | conv3-256 x4            | conv3-512 x4            | conv3-512 x4
-    then    FC-4096, FC-4096, FC-num_classes (dropout 0.5 before the first two, as in the paper)
+    then    FC-4096, FC-4096, FC-num_classes (dropout 0.5 on the outputs of the first two, after their
+            ReLUs, as in the released Caffe models: fc6 -> relu6 -> drop6)
 
 All 3x3 convolutions are stride 1, pad 1 (the size is kept: (n+2-3)/1+1 = n); the 1x1 ones of C
 pad 0.  A 224x224 input halves five times: 224 -> 112 -> 56 -> 28 -> 14 -> 7, so FC6 sees
