@@ -233,12 +233,12 @@ def _forward_gpu(x, y, scale, size, alpha, beta, k, three_quarters):
     # functions that query the current GPU, so compile_ptx fails without one)
     primed = after if after < channels else channels
     for c in range(primed):
-        value = x[n, c, p] * 1.0      # to float64 first: float32 squares are exact there
+        value = float(x[n, c, p])     # to float64 first (under the simulator too): float32 squares are exact there
         window_sum += value * value
     for c in range(channels):
         entering = c + after
         if entering < channels:
-            value = x[n, entering, p] * 1.0
+            value = float(x[n, entering, p])
             window_sum += value * value
         if window_sum < 0.0:      # a rounding residue of add-then-subtract
             window_sum = 0.0
@@ -251,7 +251,7 @@ def _forward_gpu(x, y, scale, size, alpha, beta, k, three_quarters):
             y[n, c, p] = x[n, c, p] * scale_value ** -beta
         leaving = c - before
         if leaving >= 0:
-            value = x[n, leaving, p] * 1.0
+            value = float(x[n, leaving, p])
             window_sum -= value * value
 
 
@@ -268,11 +268,11 @@ def _backward_gpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, be
     window_sum = 0.0
     primed = before if before < channels else channels
     for c in range(primed):
-        window_sum += (grad_output[n, c, p] * 1.0) * y[n, c, p] / scale[n, c, p]
+        window_sum += float(grad_output[n, c, p]) * float(y[n, c, p]) / float(scale[n, c, p])
     for j in range(channels):
         entering = j + before
         if entering < channels:
-            window_sum += (grad_output[n, entering, p] * 1.0) * y[n, entering, p] / scale[n, entering, p]
+            window_sum += float(grad_output[n, entering, p]) * float(y[n, entering, p]) / float(scale[n, entering, p])
         scale_value = scale[n, j, p]
         if three_quarters:
             root = math.sqrt(scale_value)
@@ -282,7 +282,7 @@ def _backward_gpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, be
         grad_input[n, j, p] = direct - two_alpha_beta * x[n, j, p] * window_sum
         leaving = j - after
         if leaving >= 0:
-            window_sum -= (grad_output[n, leaving, p] * 1.0) * y[n, leaving, p] / scale[n, leaving, p]
+            window_sum -= float(grad_output[n, leaving, p]) * float(y[n, leaving, p]) / float(scale[n, leaving, p])
 
 
 # ---------------------------------------------------------------- public API

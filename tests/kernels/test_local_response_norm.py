@@ -229,3 +229,22 @@ def test_bad_inputs_raise_value_error():
 def test_module_docstring_states_both_conventions():
     doc = lrn.__doc__
     assert "alpha / size" in doc and "2.0005" in doc and "2.0001" in doc and "Backward" in doc
+
+
+@pytest.mark.parametrize("on_gpu", [False, True], ids=["cpu", "gpu"])
+def test_float32_window_sums_accumulate_in_float64(on_gpu, request):
+    """A huge channel enters and leaves the running window sum: accumulated in float32,
+    (1e8 + 1) - 1e8 leaves 0 (or 8) instead of 1, and the next channels' scale k + alpha * sum is
+    wildly off.  The compiled kernels accumulate in float64; so must the GPU kernel as the CUDA
+    simulator runs it (NumPy 2 keeps float32 * 1.0 in float32 there, unlike compiled code)."""
+    x = np.array([1e4, 1.0, 1.0, 1.0, 1.0], dtype=np.float32).reshape(1, 5, 1, 1)
+    settings = dict(size=2, alpha=1.0, beta=1.0, k=1e-3, alpha_scaled_by_size=False)
+    expected, expected_scale = naive_lrn(x, **settings)
+    if on_gpu:
+        xp = request.getfixturevalue("gpu_xp")
+        y, scale = local_response_norm_forward(xp.asarray(x), **settings)
+        y, scale = xp.asnumpy(y), xp.asnumpy(scale)
+    else:
+        y, scale = local_response_norm_forward(x, **settings)
+    np.testing.assert_allclose(scale, expected_scale, rtol=1e-6)
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
