@@ -33,9 +33,9 @@ _choose_cache_dir()
 
 # numba's parallel loops run on OpenMP threads, and the GEMMs right before and after them on
 # OpenBLAS's threads.  By default OpenMP threads spin for a while after each parallel loop,
-# stealing the cores BLAS needs next (and vice versa): on 2 cores AlexNet's batch-1 inference
-# took 89 ms with spinning threads and 34 ms with passive ones, and a batch-64 training step
-# about 6 % longer.  Set OMP_WAIT_POLICY yourself to override this default.
+# stealing the cores BLAS needs next (and vice versa); passive threads made AlexNet's batch-1
+# inference more than twice as fast on 2 cores (figures: benchmarks/README.md, "Measurements behind the kernels' design").
+# Set OMP_WAIT_POLICY yourself to override this default.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402  (must come after the cache folder is settled)

@@ -16,10 +16,15 @@ import numpy
 
 from tinynet.backend import get_array_module, is_gpu_array
 
+from ._numba import THREADS_PER_BLOCK, blocks_for
+
 
 def on_gpu(*arrays):
-    """True when the arrays live on the GPU (CuPy); raises if some do and some do not."""
-    present = [a for a in arrays if a is not None and hasattr(a, "shape")]
+    """True when the arrays live on the GPU (CuPy); raises if some do and some do not.
+
+    Arguments that are not arrays (sizes, flags, NumPy scalars) are ignored.
+    """
+    present = [a for a in arrays if isinstance(a, numpy.ndarray) or is_gpu_array(a)]
     flags = {is_gpu_array(a) for a in present}
     if len(flags) > 1:
         devices = ", ".join(f"{tuple(a.shape)} on {'gpu' if is_gpu_array(a) else 'cpu'}" for a in present)
@@ -45,6 +50,20 @@ class DevicePaths:
 def device_paths(cpu, gpu, name=None):
     """Pair an op step's CPU and GPU functions (same arguments) into one callable."""
     return DevicePaths(cpu, gpu, name)
+
+
+def one_thread_per_element(cuda_kernel, grid_argument=0):
+    """The GPU path of a numba.cuda kernel written with one thread per element of one argument.
+
+    ``one_thread_per_element(_forward_gpu, 1)(x, y, ...)`` launches ``_forward_gpu`` over
+    enough blocks to give every element of ``y`` (argument 1) its thread, so a kernel's GPU
+    path takes the same arguments as its CPU function and both fit :func:`device_paths`.
+    """
+    def launch(*args):
+        cuda_kernel[blocks_for(args[grid_argument].size), THREADS_PER_BLOCK](*args)
+
+    launch.__name__ = getattr(cuda_kernel, "__name__", "gpu_kernel")
+    return launch
 
 
 def array_module(*arrays):

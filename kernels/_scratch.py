@@ -1,4 +1,4 @@
-"""Reusable CPU scratch memory for the convolution kernels.
+"""Reusable CPU scratch memory for the convolution kernels, and the size of their chunks of images.
 
 A convolution's temporaries (im2col's columns, Winograd's transformed tiles, the
 GEMM products) are tens to hundreds of megabytes.  Allocating them fresh on every
@@ -41,3 +41,14 @@ def scratch_bytes():
     """Bytes of scratch memory this thread holds (reported by the memory benchmark)."""
     buffers = getattr(_buffers_per_thread, "buffers", None) or {}
     return int(sum(buffer.nbytes for buffer in buffers.values() if buffer is not None))
+
+
+#: the size a chunk of images' temporaries aims at: im2col's columns, or Winograd's transformed
+#: tiles (see conv2d.py, "Memory", for how 128 MiB was chosen)
+CHUNK_BYTES = 128 << 20
+
+
+def images_per_chunk(batch, bytes_per_image):
+    """How many of ``batch`` images to process together so that their temporaries fill about
+    :data:`CHUNK_BYTES` (at least one image, at most the whole batch)."""
+    return max(1, min(batch, CHUNK_BYTES // max(1, bytes_per_image)))

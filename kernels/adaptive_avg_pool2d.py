@@ -22,12 +22,11 @@ own plane serially.  GPU: numba.cuda, one thread per output in the forward and
 one thread per *input* pixel in the backward, gathering from the bins that
 contain it (no atomics, deterministic, the same order of additions as the CPU).
 """
-import numpy
-
 from tinynet.backend import get_array_module
 
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
-from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+from ._numba import cuda, njit, prange
+from ._paths import device_paths, one_thread_per_element
 
 
 # ----------------------------------------------------------------- bin arithmetic
@@ -121,6 +120,12 @@ def _adaptive_backward_gpu(grad_output, grad_input):
     grad_input[plane, h, w] = total
 
 
+# the two passes, on the device where the data lives (the backward's output must start at zero:
+# the CPU scatters into it; the GPU gather overwrites every pixel anyway)
+_adaptive_forward = device_paths(_adaptive_forward_cpu, one_thread_per_element(_adaptive_forward_gpu, 1))
+_adaptive_backward = device_paths(_adaptive_backward_cpu, one_thread_per_element(_adaptive_backward_gpu, 1))
+
+
 # ----------------------------------------------------------------- checks
 def _adaptive_output_size(op, input_shape, output_size):
     """``6 -> (6, 6)``; ``(None, 6) -> (H, 6)`` (None keeps the input size, as in PyTorch)."""
@@ -147,10 +152,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     out_h, out_w = _adaptive_output_size(op, x.shape, output_size)
     xp = get_array_module(x)
     y = xp.empty((x.shape[0], x.shape[1], out_h, out_w), dtype=x.dtype)
-    if xp is not numpy:
-        _adaptive_forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](as_planes(xp, x), as_planes(xp, y))
-    else:
-        _adaptive_forward_cpu(as_planes(xp, x), as_planes(xp, y))
+    _adaptive_forward(as_planes(xp, x), as_planes(xp, y))
     return y
 
 
@@ -162,13 +164,8 @@ def adaptive_avg_pool2d_backward(grad_output, input_shape):
     _adaptive_output_size(op, input_shape, tuple(grad_output.shape[2:]))
     check_grad_output(op, grad_output, input_shape[:2] + tuple(grad_output.shape[2:]))
     xp = get_array_module(grad_output)
-    if xp is not numpy:
-        grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
-        _adaptive_backward_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
-            as_planes(xp, grad_output), as_planes(xp, grad_input))
-    else:
-        grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
-        _adaptive_backward_cpu(as_planes(xp, grad_output), as_planes(xp, grad_input))
+    grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
+    _adaptive_backward(as_planes(xp, grad_output), as_planes(xp, grad_input))
     return grad_input
 
 

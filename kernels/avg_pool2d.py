@@ -43,12 +43,11 @@ the backward one thread per *input* pixel that gathers the gradients of the
 windows (bins) covering it -- no atomics, deterministic, and the same
 row-major order of additions as the CPU, so both give the same bits.
 """
-import numpy
-
 from tinynet.backend import get_array_module
 
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
-from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+from ._numba import cuda, njit, prange
+from ._paths import device_paths, one_thread_per_element
 from .geometry import window
 
 
@@ -175,6 +174,12 @@ def _avg_backward_gpu(grad_output, grad_input, kernel_h, kernel_w, stride_h, str
     grad_input[plane, h, w] = total
 
 
+# the two passes, on the device where the data lives (the backward's output must start at zero:
+# the CPU scatters into it; the GPU gather overwrites every pixel anyway)
+_avg_forward = device_paths(_avg_forward_cpu, one_thread_per_element(_avg_forward_gpu, 1))
+_avg_backward = device_paths(_avg_backward_cpu, one_thread_per_element(_avg_backward_gpu, 1))
+
+
 # ----------------------------------------------------------------- helpers
 # ----------------------------------------------------------------- public API
 def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -188,10 +193,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
     batch, channels = x.shape[:2]
     y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))
-    if xp is not numpy:
-        _avg_forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](as_planes(xp, x), as_planes(xp, y), *arguments)
-    else:
-        _avg_forward_cpu(as_planes(xp, x), as_planes(xp, y), *arguments)
+    _avg_forward(as_planes(xp, x), as_planes(xp, y), *arguments)
     return y
 
 
@@ -205,14 +207,8 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     check_grad_output(op, grad_output, input_shape[:2] + (out_h, out_w))
     xp = get_array_module(grad_output)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))
-    if xp is not numpy:
-        # the gather writes every pixel, so no zero-fill is needed
-        grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
-        _avg_backward_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
-            as_planes(xp, grad_output), as_planes(xp, grad_input), *arguments)
-    else:
-        grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
-        _avg_backward_cpu(as_planes(xp, grad_output), as_planes(xp, grad_input), *arguments)
+    grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
+    _avg_backward(as_planes(xp, grad_output), as_planes(xp, grad_input), *arguments)
     return grad_input
 
 

@@ -84,16 +84,15 @@ On the CPU neither pass builds the full-batch column matrix either.  Because
 the columns are ordered image-slowest, the columns of images [n0, n1) are the
 contiguous block [n0*OH*OW, n1*OH*OW) of the full matrix, and they are exactly
 ``im2col(x[n0:n1])``.  Every formula above is a sum over, or a map of, such
-column blocks, so the batch is processed in chunks of ``_images_per_chunk``
-images whose column block is about ``_CHUNK_BYTES`` (128 MiB).  The size is a
+column blocks, so the batch is processed in chunks of images whose column block
+is about ``_scratch.CHUNK_BYTES`` (128 MiB).  The size is a
 trade-off: on one thread chunks of 32 MiB already run as fast as the whole
 batch, but on two threads each chunk's im2col and GEMMs are separate parallel
 regions that end in a synchronisation, and on a busy machine (another process
 on one of the two cores) 32 MiB chunks made the forward pass up to 1.5-2x
-slower than one full-batch chunk; fewer, larger chunks lose less.  On a quiet
-machine (2 threads, batch 64) conv2's forward+backward took 1500 / 1360 / 1300 /
-1190 ms with 64 / 128 / 256 MiB / whole-batch chunks; 128 MiB keeps the
-training step's peak memory near PyTorch's while taking most of that gain:
+slower than one full-batch chunk; fewer, larger chunks lose less.  128 MiB
+keeps the training step's peak memory near PyTorch's while taking most of the
+gain of larger chunks (the timings: benchmarks/README.md, "Measurements behind the kernels' design"):
 
 * forward: im2col the chunk, Y_g = W_g @ cols_g, transpose that block into
   y[n0:n1] (adding the bias);
@@ -120,6 +119,7 @@ import numpy
 from tinynet.backend import get_array_module
 
 from ._checks import check_floating
+from . import _scratch as scratch_memory
 from ._scratch import release_scratch_memory, scratch  # noqa: F401  (re-exported)
 from . import conv2d_winograd
 from .im2col import col2im, im2col_into, window_geometry
@@ -252,14 +252,11 @@ def _check_arguments(x, weight, bias, stride, padding, dilation, groups):
 
 
 # ------------------------------------------------------------------ chunks of images
-_CHUNK_BYTES = 128 << 20         # target size of one chunk's column matrix (see Memory)
-
-
 def _images_per_chunk(xp, batch, column_bytes_per_image):
     """How many images go through im2col + GEMM together (the whole batch on the GPU)."""
     if xp is not numpy:
         return batch
-    return max(1, min(batch, _CHUNK_BYTES // max(1, column_bytes_per_image)))
+    return scratch_memory.images_per_chunk(batch, column_bytes_per_image)
 
 
 # ------------------------------------------------------------------ forward
@@ -378,8 +375,8 @@ def backward(grad_output, saved, needs_input_grad=(True, True, True)):
                         kernel, stride, padding, dilation)
             for group in range(groups):
                 # dW_g = dY_g @ cols_g^T, computed as its transpose cols_g @ dY_g^T: with the
-                # transposed operand second, OpenBLAS (SkylakeX kernel) ran conv1's dW at
-                # 5.6 GFLOP/s on 2 threads against ~75 for this orientation, which is stable.
+                # transposed operand second, OpenBLAS (SkylakeX kernel) ran conv1's dW an order
+                # of magnitude slower on 2 threads; this orientation is fast and stable.
                 if first == 0:
                     xp.matmul(cols[group], grad_matrix[group].T, out=grad_weight_t[group])
                 else:

@@ -113,10 +113,7 @@ import numpy
 from tinynet.backend import get_array_module
 
 from ._numba import njit, prange
-from ._scratch import scratch
-
-#: bytes of transformed input + transformed output per chunk of images (see ``conv2d.py``, Memory)
-CHUNK_BYTES = 128 << 20
+from ._scratch import images_per_chunk, scratch
 
 
 # ------------------------------------------------------------------ the transform matrices
@@ -338,8 +335,8 @@ _TILE_CANDIDATES = (2, 3, 4)
 #: below this many channels per group the GEMMs are too thin for Winograd to pay
 MIN_CHANNELS = 16
 #: below this many output tiles per call (batch x tiles per image) the GEMMs are too short to pay:
-#: at batch 1, 13 x 13 (25 tiles) im2col took 4.8-6.9 ms per AlexNet layer and Winograd 8.3-12.3 ms;
-#: from about 150 tiles Winograd was faster on every layer (2 threads)
+#: at batch 1 (25 tiles of AlexNet's 13 x 13 layers) im2col was faster, from about 150 tiles
+#: Winograd was faster on every layer (2 threads; the timings: benchmarks/README.md, "Measurements behind the kernels' design")
 MIN_TILES = 128
 
 
@@ -376,10 +373,6 @@ def choose_tile(kernel_size, out_h, out_w):
     return min(m for m, cost in costs.items() if cost <= 1.1 * fewest)
 
 
-def _images_per_chunk(batch, bytes_per_image):
-    return max(1, min(batch, CHUNK_BYTES // max(1, bytes_per_image)))
-
-
 # ------------------------------------------------------------------ forward
 def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _input_gradient=False):
     """y = conv2d(x, weight, stride 1, padding) + bias by F(tile, r).  x (N, C, H, W), NumPy arrays.
@@ -405,7 +398,7 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _inpu
     xp = get_array_module(x)                 # NumPy (the profiler hands in a timed stand-in)
 
     y = numpy.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
-    chunk = _images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
+    chunk = images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
                               * x.dtype.itemsize)
     for first in range(0, batch, chunk):
         last = min(first + chunk, batch)
@@ -444,7 +437,7 @@ def winograd_conv2d_backward(grad_output, x, weight, padding, groups=1, tile=Non
         filters_per_group = out_channels // groups
         grad_u = numpy.zeros((alpha, alpha, groups, channels_per_group, filters_per_group), x.dtype)
         partial = numpy.empty((channels_per_group, filters_per_group), x.dtype)
-        chunk = _images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
+        chunk = images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
                                   * x.dtype.itemsize)
         x = numpy.ascontiguousarray(x)
         xp = get_array_module(x)

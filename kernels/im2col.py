@@ -68,6 +68,7 @@ from tinynet.backend import get_array_module
 from ._checks import check_4d, check_floating
 from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+from ._paths import device_paths, one_thread_per_element
 
 
 # ------------------------------------------------------------------ shapes and checks
@@ -231,6 +232,16 @@ def _col2im_gpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_
 
 
 # ------------------------------------------------------------------ public functions
+# ------------------------------------------------------------------ the paths, by device
+def _im2col_launch_gpu(x, cols, *arguments):
+    # one thread per (channel, column): each copies its kh*kw entries
+    _im2col_gpu[blocks_for(x.shape[1] * cols.shape[1]), THREADS_PER_BLOCK](x, cols, *arguments)
+
+
+_copy_windows = device_paths(_im2col_cpu, _im2col_launch_gpu, name="im2col")
+_sum_windows = device_paths(_col2im_cpu, one_thread_per_element(_col2im_gpu, 1), name="col2im")
+
+
 def im2col_into(x, cols, kernel_size, stride, padding, dilation=(1, 1)):
     """Write the columns of ``x`` into the preallocated C-contiguous ``cols`` (C*kh*kw, N*OH*OW).
 
@@ -251,11 +262,7 @@ def im2col_into(x, cols, kernel_size, stride, padding, dilation=(1, 1)):
     x = xp.ascontiguousarray(x)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
                  dilation[0], dilation[1], out_h, out_w)
-    if xp is not numpy:
-        threads = channels * cols.shape[1]
-        _im2col_gpu[blocks_for(threads), THREADS_PER_BLOCK](x, cols, *arguments)
-    else:
-        _im2col_cpu(x, cols, *arguments)
+    _copy_windows(x, cols, *arguments)
     return cols
 
 
@@ -304,8 +311,5 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation=(1, 1), out
         image = out
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
                  dilation[0], dilation[1], out_h, out_w)
-    if xp is not numpy:
-        _col2im_gpu[blocks_for(image.size), THREADS_PER_BLOCK](cols, image, *arguments)
-    else:
-        _col2im_cpu(cols, image, *arguments)
+    _sum_windows(cols, image, *arguments)
     return image

@@ -94,6 +94,7 @@ from tinynet.backend import get_array_module
 
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
 from ._numba import numba  # numba itself, imported after _numba settled its cache folder
+from ._paths import device_paths
 
 _OP = "local_response_norm"
 
@@ -285,6 +286,38 @@ def _backward_gpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, be
             window_sum -= float(grad_output[n, leaving, p]) * float(y[n, leaving, p]) / float(scale[n, leaving, p])
 
 
+# ---------------------------------------------------------------- the paths, by device
+# Both take (N, C, P) columns.  The CPU loops run tasks of several pixels (one channel sweep
+# each); the GPU runs one thread per (n, pixel), and passes 0.75 as a flag so that the common
+# beta takes the cheaper x^-3/4 = 1/sqrt(x*sqrt(x)) form (see _divide_by_power).
+def _normalize_cpu(columns, y, scale, size, alpha_effective, beta, k):
+    _forward_cpu(columns, y, scale, size, alpha_effective, columns.dtype.type(beta), float(k),
+                 _pixels_per_task(columns.shape[0], columns.shape[2]))
+
+
+def _normalize_gpu(columns, y, scale, size, alpha_effective, beta, k):
+    dtype = columns.dtype.type
+    _forward_gpu[blocks_for(columns.shape[0] * columns.shape[2]), THREADS_PER_BLOCK](
+        columns, y, scale, size, alpha_effective, dtype(beta), dtype(k), beta == 0.75)
+
+
+def _normalize_backward_cpu(grad_columns, x_columns, y_columns, scale_columns, grad_input, size,
+                            two_alpha_beta, beta):
+    _backward_cpu(grad_columns, x_columns, y_columns, scale_columns, grad_input, size, two_alpha_beta,
+                  x_columns.dtype.type(beta), _pixels_per_task(x_columns.shape[0], x_columns.shape[2]))
+
+
+def _normalize_backward_gpu(grad_columns, x_columns, y_columns, scale_columns, grad_input, size,
+                            two_alpha_beta, beta):
+    _backward_gpu[blocks_for(x_columns.shape[0] * x_columns.shape[2]), THREADS_PER_BLOCK](
+        grad_columns, x_columns, y_columns, scale_columns, grad_input, size, two_alpha_beta,
+        x_columns.dtype.type(beta), beta == 0.75)
+
+
+_normalize = device_paths(_normalize_cpu, _normalize_gpu)
+_normalize_backward = device_paths(_normalize_backward_cpu, _normalize_backward_gpu)
+
+
 # ---------------------------------------------------------------- public API
 def local_response_norm_forward(x, size, alpha=1e-4, beta=0.75, k=1.0, alpha_scaled_by_size=True):
     """Normalise ``x`` (N, C, ...) across channels; returns ``(y, scale)``.
@@ -301,14 +334,7 @@ def local_response_norm_forward(x, size, alpha=1e-4, beta=0.75, k=1.0, alpha_sca
     columns = _as_columns(xp, x)
     y = xp.empty(columns.shape, dtype=x.dtype)
     scale = xp.empty(columns.shape, dtype=x.dtype)
-    batch, channels, pixels = columns.shape
-    if xp is not numpy:
-        dtype = columns.dtype.type
-        _forward_gpu[blocks_for(batch * pixels), THREADS_PER_BLOCK](
-            columns, y, scale, size, alpha_effective, dtype(beta), dtype(k), beta == 0.75)
-    else:
-        _forward_cpu(columns, y, scale, size, alpha_effective, x.dtype.type(beta), float(k),
-                     _pixels_per_task(batch, pixels))
+    _normalize(columns, y, scale, size, alpha_effective, beta, k)
     return y.reshape(x.shape), scale.reshape(x.shape)
 
 
@@ -332,14 +358,8 @@ def local_response_norm_backward(grad_output, x, y, scale, size, alpha=1e-4, bet
     grad_columns, x_columns, y_columns, scale_columns = (
         _as_columns(xp, array.astype(dtype, copy=False)) for array in (grad_output, x, y, scale))
     grad_input = xp.empty(x_columns.shape, dtype=dtype)
-    batch, channels, pixels = x_columns.shape
-    if xp is not numpy:
-        _backward_gpu[blocks_for(batch * pixels), THREADS_PER_BLOCK](
-            grad_columns, x_columns, y_columns, scale_columns, grad_input, size, two_alpha_beta,
-            dtype.type(beta), beta == 0.75)
-    else:
-        _backward_cpu(grad_columns, x_columns, y_columns, scale_columns, grad_input, size,
-                      two_alpha_beta, dtype.type(beta), _pixels_per_task(batch, pixels))
+    _normalize_backward(grad_columns, x_columns, y_columns, scale_columns, grad_input, size,
+                        two_alpha_beta, beta)
     return grad_input.reshape(x.shape)
 
 

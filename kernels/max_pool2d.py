@@ -60,6 +60,7 @@ from tinynet.backend import get_array_module
 from ._checks import check_4d, check_floating
 from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+from ._paths import device_paths, one_thread_per_element
 
 _INT32_MAX = 2**31 - 1
 
@@ -191,6 +192,26 @@ def _backward_scatter_gpu(grad_output, argmax, grad_input):
 
 
 # ----------------------------------------------------------------- public API
+# ----------------------------------------------------------------- the paths, by device
+def _route_gradients_cpu(grad_planes, argmax_planes, grad_input_planes, geometry):
+    grad_input_planes[...] = 0
+    _backward_cpu(grad_planes, argmax_planes, grad_input_planes)
+
+
+def _route_gradients_gpu(grad_planes, argmax_planes, grad_input_planes, geometry):
+    if geometry is None:       # no window geometry from the caller: scatter with atomic adds
+        grad_input_planes[...] = 0
+        _backward_scatter_gpu[blocks_for(grad_planes.size), THREADS_PER_BLOCK](
+            grad_planes, argmax_planes, grad_input_planes)
+    else:                      # gather per input pixel: deterministic, every pixel written once
+        _backward_gather_gpu[blocks_for(grad_input_planes.size), THREADS_PER_BLOCK](
+            grad_planes, argmax_planes, grad_input_planes, *geometry)
+
+
+_pool = device_paths(_forward_cpu, one_thread_per_element(_forward_gpu, 1))
+_route_gradients = device_paths(_route_gradients_cpu, _route_gradients_gpu)
+
+
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling of ``x`` (N, C, H, W) -> ``(y, argmax)``, both (N, C, OH, OW).
 
@@ -210,10 +231,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     y_planes = y.reshape(batch * channels, out_h, out_w)
     argmax_planes = argmax.reshape(batch * channels, out_h, out_w)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-    if xp is not numpy:
-        _forward_gpu[blocks_for(y.size), THREADS_PER_BLOCK](planes, y_planes, argmax_planes, *arguments)
-    else:
-        _forward_cpu(planes, y_planes, argmax_planes, *arguments)
+    _pool(planes, y_planes, argmax_planes, *arguments)
     return y, argmax
 
 
@@ -240,21 +258,12 @@ def max_pool2d_backward(grad_output, argmax, input_shape, kernel_size=None, stri
     out_h, out_w = grad_output.shape[2], grad_output.shape[3]
     grad_planes = xp.ascontiguousarray(grad_output).reshape(batch * channels, out_h, out_w)
     argmax_planes = xp.ascontiguousarray(argmax).reshape(batch * channels, out_h, out_w)
-    if xp is not numpy and kernel_size is not None:
-        kernel, stride, padding, _, _, _ = window(op, input_shape, kernel_size, stride, padding,
-                                                  pooling=True)
-        grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
-        _backward_gather_gpu[blocks_for(grad_input.size), THREADS_PER_BLOCK](
-            grad_planes, argmax_planes, grad_input.reshape(batch * channels, height, width),
-            kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-        return grad_input
-    grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
-    grad_input_planes = grad_input.reshape(batch * channels, height, width)
-    if xp is not numpy:
-        _backward_scatter_gpu[blocks_for(grad_output.size), THREADS_PER_BLOCK](
-            grad_planes, argmax_planes, grad_input_planes)
-    else:
-        _backward_cpu(grad_planes, argmax_planes, grad_input_planes)
+    geometry = None
+    if kernel_size is not None:
+        kernel, stride, padding, _, _, _ = window(op, input_shape, kernel_size, stride, padding, pooling=True)
+        geometry = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+    grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
+    _route_gradients(grad_planes, argmax_planes, grad_input.reshape(batch * channels, height, width), geometry)
     return grad_input
 
 

@@ -25,14 +25,15 @@ The forward pass is one array-module call (``xp.maximum``) that NumPy and CuPy
 both run as a single bandwidth-bound pass; ``max(x, 0)`` keeps NaN (like
 PyTorch).  The backward pass as array calls (``where(y > 0, dy, 0)``) makes
 two passes and a boolean temporary; on the CPU a numba loop does it in one
-parallel pass instead (AlexNet's seven ReLU backward passes took 112-131 ms of
-a batch-64 training step with ``where``).  CuPy fuses ``where`` well enough.
+parallel pass instead (what ``where`` cost AlexNet's training step: benchmarks/README.md, "Measurements behind the kernels' design").
+CuPy fuses ``where`` well enough.
 """
 import numpy
 
 from tinynet.backend import get_array_module
 
 from ._numba import njit, prange
+from ._paths import device_paths
 
 
 @njit(cache=True, parallel=True)
@@ -41,6 +42,23 @@ def _relu_backward_cpu(grad_output, y, grad_input):
     zero = grad_input.dtype.type(0)
     for i in prange(grad_input.size):
         grad_input[i] = grad_output[i] if y[i] > 0 else zero
+
+
+def _select_gradient_cpu(grad_output, y):
+    if grad_output.size < 4096:        # too small to pay for the parallel loop's start-up
+        return numpy.where(y > 0, grad_output, grad_output.dtype.type(0))
+    grad_output = numpy.ascontiguousarray(grad_output)
+    grad_input = numpy.empty_like(grad_output)
+    _relu_backward_cpu(grad_output.reshape(-1), numpy.ascontiguousarray(y).reshape(-1), grad_input.reshape(-1))
+    return grad_input
+
+
+def _select_gradient_gpu(grad_output, y):
+    xp = get_array_module(grad_output, y)
+    return xp.where(y > 0, grad_output, grad_output.dtype.type(0))
+
+
+_select_gradient = device_paths(_select_gradient_cpu, _select_gradient_gpu)
 
 
 def relu_forward(x, out=None):
@@ -54,14 +72,7 @@ def relu_backward(grad_output, y):
     if tuple(grad_output.shape) != tuple(y.shape):
         raise ValueError(f"relu backward: grad_output shape {tuple(grad_output.shape)} does not match "
                          f"the output shape {tuple(y.shape)}")
-    xp = get_array_module(grad_output, y)
-    if xp is numpy and grad_output.size >= 4096:
-        grad_output = numpy.ascontiguousarray(grad_output)
-        grad_input = numpy.empty_like(grad_output)
-        _relu_backward_cpu(grad_output.reshape(-1), numpy.ascontiguousarray(y).reshape(-1),
-                           grad_input.reshape(-1))
-        return grad_input
-    return xp.where(y > 0, grad_output, grad_output.dtype.type(0))
+    return _select_gradient(grad_output, y)
 
 
 # ---------------------------------------------------------------- the kernel contract

@@ -9,9 +9,9 @@ import os as _os
 
 # OpenBLAS (NumPy's BLAS) keeps its worker threads spinning for 2**28 cycles, about 0.1 s, after
 # every GEMM, and tinynet runs a numba parallel loop (ReLU, pooling, LRN, the Winograd transforms)
-# right after most GEMMs: on 2 cores the spinning worker took a core from it.  With the spin cut to
-# 2**4 cycles a batch-64 AlexNet training step went from 2.44 to 2.06 s and inference from 1.0 to
-# 0.72 s.  OpenBLAS reads this once, when it loads: import tinynet before NumPy for it to apply,
+# right after most GEMMs: on 2 cores the spinning worker took a core from it (what cutting the spin
+# to 2**4 cycles gained: benchmarks/README.md, "Measurements behind the kernels' design").
+# OpenBLAS reads this once, when it loads: import tinynet before NumPy for it to apply,
 # or set OPENBLAS_THREAD_TIMEOUT yourself (4 to 30).
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 

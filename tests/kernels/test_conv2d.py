@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from references import conv2d as reference_conv2d    # the seven loops of the definition
 from tinynet.backend import to_numpy
 from tinynet.gradcheck import numerical_gradient
+from tinynet.kernels import _scratch as scratch_memory
 from tinynet.kernels.conv2d import conv2d_backward, conv2d_forward
 
 
@@ -230,7 +231,7 @@ def test_chunks_of_images_give_the_same_result_as_one_chunk(monkeypatch, chunk_b
     grad_output = rng.standard_normal(y_one.shape)
     grads_one = conv2d_backward(grad_output, saved)
 
-    monkeypatch.setattr(conv2d_module, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(scratch_memory, "CHUNK_BYTES", chunk_bytes)
     assert conv2d_module._images_per_chunk(np, 5, 4 * 3 * 2 * 7 * 3 * 8) < 5
     y, saved = conv2d_forward(x, weight, bias, **keywords)
     np.testing.assert_allclose(y, reference_conv2d(x, weight, bias, (1, 2), (1, 1), (1, 1), 2),

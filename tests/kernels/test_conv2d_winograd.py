@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinynet.gradcheck import numerical_gradient
+from tinynet.kernels import _scratch as scratch_memory
 from tinynet.kernels import conv2d as conv2d_module
 from tinynet.kernels import conv2d_winograd as winograd
 from tinynet.kernels.conv2d import conv2d_backward, conv2d_forward
@@ -117,7 +118,7 @@ def test_chunks_of_images_give_the_same_result(monkeypatch):
     grad_output = rng.standard_normal((5, 6, 8, 7))
     y_one = winograd.winograd_conv2d_forward(x, weight, None, (1, 1), 2)
     grads_one = winograd.winograd_conv2d_backward(grad_output, x, weight, (1, 1), 2)
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)                  # one image per chunk
+    monkeypatch.setattr(scratch_memory, "CHUNK_BYTES", 1)            # one image per chunk
     np.testing.assert_allclose(winograd.winograd_conv2d_forward(x, weight, None, (1, 1), 2), y_one,
                                rtol=1e-12, atol=1e-12)
     for ours, expected in zip(winograd.winograd_conv2d_backward(grad_output, x, weight, (1, 1), 2), grads_one):
