@@ -102,3 +102,23 @@ def test_mismatched_shapes_are_clear_errors():
         a + tinynet.zeros(2, 4, 4, 4)
     with pytest.raises(ValueError, match="cannot pad 4 channels down to 2"):
         ZeroPadShortcut(4, 2, 1)
+
+
+def test_zoo_blocks_run_on_either_device(device):
+    """A residual block with an option-A shortcut (strided slice + concat with zeros made on x's
+    device) and an inception module, forward and backward on the CPU and on the GPU path (CuPy, or
+    its stand-in under the CUDA simulator)."""
+    from models.googlenet import Inception
+    from models.resnet import BasicBlock
+    tinynet.manual_seed(0)
+    x = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 2, 4, 4)), dtype="float32").to(device)
+    block = BasicBlock(2, 3, stride=2, shortcut="A").to(device)
+    y = block(x)
+    assert y.shape == (2, 3, 2, 2) and y.device == device
+    y.sum().backward()
+    assert block.conv1.weight.grad is not None and block.conv1.weight.grad.device == device
+    module = Inception(2, 1, 1, 2, 1, 1, 1).to(device)
+    z = module(x)
+    assert z.shape == (2, 5, 4, 4) and z.device == device
+    z.sum().backward()
+    assert module.conv5x5.weight.grad.device == device
