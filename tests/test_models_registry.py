@@ -62,11 +62,14 @@ def test_config_of_a_hand_built_model_says_how_to_build_it():
 def test_checkpoint_alone_rebuilds_the_model(tmp_path):
     tinynet.manual_seed(0)
     model = models.create("plain20", num_classes=4, in_channels=1)
+    x = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 1, 16, 16)), dtype="float32")
+    model(x)               # one training-mode pass: BatchNorm's running statistics leave their start values
     path = tmp_path / "ckpt.npz"
     tinynet.save({"epoch": 3, **models.checkpoint_entries(model)}, path)
     rebuilt = models.model_from_checkpoint(path)
     assert models.config_of(rebuilt) == models.config_of(model)
-    x = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 1, 16, 16)), dtype="float32")
+    assert float(rebuilt.bn1.running_var.sum()) == pytest.approx(float(model.bn1.running_var.sum()))
+    assert float(model.bn1.running_var.sum()) != 16.0          # not the initial ones
     model.eval(), rebuilt.eval()
     np.testing.assert_array_equal(rebuilt(x).numpy(), model(x).numpy())
 
