@@ -68,6 +68,8 @@ def test_cifar_option_b_adds_the_two_projections():
         models.create("resnet20", shortcut="C")
     with pytest.raises(ValueError, match="6n\\+2"):
         CifarResNet(21)
+    with pytest.raises(ValueError, match="block must be 'basic' or 'bottleneck'"):
+        ResNet("wide", (2, 2, 2, 2))
 
 
 def test_zero_initialised_residual_blocks_start_as_the_identity():
