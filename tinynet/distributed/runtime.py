@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import threading
 import time
 
 import numpy as np
@@ -152,10 +153,15 @@ class _MPIWork:
         self.requests = list(requests)
         self.done = False
 
-    def test(self):
+    def _poll(self):
+        """One Testall; the caller holds the group's lock (two threads must not complete one request)."""
         if not self.done and self.group._MPI.Request.Testall(self.requests):
             self.done = True
         return self.done
+
+    def test(self):
+        with self.group._lock:
+            return self._poll()
 
     def wait(self, what="operation"):
         if not self.done:
@@ -185,6 +191,14 @@ class MPIProcessGroup(ProcessGroup):
         self.local_world_size = self.node_comm.Get_size()
         self.timeout = float(timeout)
         self._pending = []
+        self._lock = threading.Lock()
+        # MPICH moves a non-blocking collective forward only inside MPI calls: while one is in
+        # flight, a thread calls Testall every half millisecond so that the transfer advances during
+        # backward (needs MPI_THREAD_MULTIPLE, mpi4py's default; TINYNET_MPI_PROGRESS_THREAD=0: off)
+        self.progress_thread = (os.environ.get("TINYNET_MPI_PROGRESS_THREAD", "1") != "0"
+                                and MPI.Query_thread() == MPI.THREAD_MULTIPLE)
+        self.progress_interval = 5e-4
+        self._progress_worker = None
         if install_excepthook and self.world_size > 1:
             self._install_excepthook()
 
@@ -213,7 +227,12 @@ class MPIProcessGroup(ProcessGroup):
         MPI = self._MPI
         deadline = time.monotonic() + self.timeout
         pause = 2e-5
-        while not MPI.Request.Testall(requests):
+
+        def completed():
+            with self._lock:
+                return MPI.Request.Testall(requests)
+
+        while not completed():
             if time.monotonic() > deadline:
                 self.abort(f"rank {self.rank} of {self.world_size}: {what} did not complete within "
                            f"{self.timeout:g} s (TINYNET_DISTRIBUTED_TIMEOUT); another rank has probably "
@@ -228,21 +247,35 @@ class MPIProcessGroup(ProcessGroup):
         if not (isinstance(array, np.ndarray) and array.flags.c_contiguous and array.flags.writeable):
             raise TypeError("allreduce needs a writeable C-contiguous NumPy array (GPU arrays go through "
                             "tinynet.distributed.gpu)")
-        request = self.comm.Iallreduce(self._MPI.IN_PLACE, array.reshape(-1), op=self._MPI.SUM)
-        work = _MPIWork(self, [request])
-        self._pending = [w for w in self._pending if not w.done] + [work]
+        with self._lock:
+            request = self.comm.Iallreduce(self._MPI.IN_PLACE, array.reshape(-1), op=self._MPI.SUM)
+            work = _MPIWork(self, [request])
+            self._pending = [w for w in self._pending if not w.done] + [work]
+            if self.progress_thread and self._progress_worker is None:
+                self._progress_worker = threading.Thread(target=self._progress_loop, daemon=True,
+                                                         name="tinynet-mpi-progress")
+                self._progress_worker.start()
         return work
 
     def progress(self):
-        for work in self._pending:
-            work.test()
-        self._pending = [w for w in self._pending if not w.done]
+        with self._lock:
+            self._pending = [w for w in self._pending if not w._poll()]
+
+    def _progress_loop(self):
+        while True:
+            with self._lock:
+                self._pending = [w for w in self._pending if not w._poll()]
+                if not self._pending:
+                    self._progress_worker = None
+                    return
+            time.sleep(self.progress_interval)
 
     def broadcast(self, array, root=0, description="Bcast"):
         _check_root(root, self.world_size)
         if not (isinstance(array, np.ndarray) and array.flags.c_contiguous and array.flags.writeable):
             raise TypeError("broadcast needs a writeable C-contiguous NumPy array")
-        request = self.comm.Ibcast(array.reshape(-1), root=root)
+        with self._lock:
+            request = self.comm.Ibcast(array.reshape(-1), root=root)
         self._wait_requests([request], description)
         return array
 
@@ -258,7 +291,9 @@ class MPIProcessGroup(ProcessGroup):
         return obj if self.rank == root else pickle.loads(buffer.tobytes())
 
     def barrier(self, description="Barrier"):
-        self._wait_requests([self.comm.Ibarrier()], description)
+        with self._lock:
+            request = self.comm.Ibarrier()
+        self._wait_requests([request], description)
 
     def __repr__(self):
         return (f"MPIProcessGroup(rank={self.rank}, world_size={self.world_size}, "
