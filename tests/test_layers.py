@@ -31,7 +31,7 @@ def test_conv2d_function_gradcheck(device, monkeypatch):
     monkeypatch.setattr(conv2d_winograd, "MIN_TILES", 1)
     small = device != "cpu"
 
-    @settings(max_examples=examples(device, cpu=25, gpu=3))
+    @settings(max_examples=examples(device, cpu=25, gpu=1))
     @given(st.integers(1, 2 - small), st.sampled_from([(2, 1), (2, 2)] if small else [(2, 1), (4, 2), (3, 3)]),
            st.integers(3, 4 if small else 6), st.integers(1, 3), st.integers(1, 2), st.integers(0, 1),
            st.integers(1, 2), st.sampled_from(["auto", "im2col"]), seeds)
