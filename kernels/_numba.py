@@ -31,15 +31,20 @@ def _choose_cache_dir():
 
 _choose_cache_dir()
 
+import numba  # noqa: E402  (must come after the cache folder is settled)
+import numba.np.ufunc.parallel  # noqa: E402
+from numba import cuda, njit, prange  # noqa: E402,F401
+
+from tinynet import _threads  # noqa: E402
+
 # numba's parallel loops run on OpenMP threads, and the GEMMs right before and after them on
 # OpenBLAS's threads.  By default OpenMP threads spin for a while after each parallel loop,
 # stealing the cores BLAS needs next (and vice versa); passive threads made AlexNet's batch-1
-# inference more than twice as fast on 2 cores (figures: benchmarks/README.md, "Measurements behind the kernels' design").
-# Set OMP_WAIT_POLICY yourself to override this default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402  (must come after the cache folder is settled)
-from numba import cuda, njit, prange  # noqa: E402,F401
+# inference more than twice as fast on 2 cores (figures: benchmarks/README.md, "Measurements
+# behind the kernels' design").  numba's OpenMP runtime starts with OMP_WAIT_POLICY=PASSIVE,
+# set only while it loads so that PyTorch's OpenMP keeps its own default (tinynet/_threads.py).
+# Export OMP_WAIT_POLICY yourself to override this default.
+_threads.make_numba_openmp_passive(numba.np.ufunc.parallel)
 
 #: threads per CUDA block for the one-thread-per-element kernels
 THREADS_PER_BLOCK = 256

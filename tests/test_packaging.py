@@ -83,23 +83,5 @@ def test_runs_where_cupy_is_absent():
     assert result.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("preset", [None, "12"])
-def test_import_sets_thread_defaults_before_numpy_loads_openblas(preset):
-    """tinynet sets OPENBLAS_THREAD_TIMEOUT=4 and OMP_WAIT_POLICY=PASSIVE unless the user set them
-    (see tinynet/__init__.py and kernels/_numba.py), and importing tinynet must not load NumPy first."""
-    code = ("import os, sys\n"
-            "import tinynet.kernels.conv2d\n"
-            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], os.environ['OMP_WAIT_POLICY'])\n")
-    env = {"OPENBLAS_THREAD_TIMEOUT": preset} if preset else {}
-    clean = dict(os.environ)
-    clean.pop("OPENBLAS_THREAD_TIMEOUT", None)
-    clean.pop("OMP_WAIT_POLICY", None)
-    clean.pop("PYTHONPATH", None)
-    clean.update(env)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [preset or "4", "PASSIVE"]
-    # the default is set before NumPy (and so OpenBLAS) is imported by tinynet itself
-    source = (ROOT / "tinynet" / "__init__.py").read_text(encoding="utf-8")
-    assert source.index('setdefault("OPENBLAS_THREAD_TIMEOUT"') < source.index("from ._kernels_path")
+# The thread defaults (OPENBLAS_THREAD_TIMEOUT, OMP_WAIT_POLICY) in every import order:
+# tests/test_import_order.py.

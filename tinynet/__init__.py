@@ -11,9 +11,11 @@ import os as _os
 # every GEMM, and tinynet runs a numba parallel loop (ReLU, pooling, LRN, the Winograd transforms)
 # right after most GEMMs: on 2 cores the spinning worker took a core from it (what cutting the spin
 # to 2**4 cycles gained: benchmarks/README.md, "Measurements behind the kernels' design").
-# OpenBLAS reads this once, when it loads: import tinynet before NumPy for it to apply,
-# or set OPENBLAS_THREAD_TIMEOUT yourself (4 to 30).
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# OPENBLAS_THREAD_TIMEOUT=4 unless the user set it; it takes effect whether NumPy was imported
+# before tinynet or not (how, and the warning where it cannot: tinynet/_threads.py).
+from . import _threads
+
+_threads.apply_openblas_thread_timeout()
 
 from ._kernels_path import attach_kernels as _attach_kernels
 
