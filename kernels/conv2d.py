@@ -66,7 +66,8 @@ convolution (ResNet's and GoogLeNet's bottlenecks and projections, VGG-C's
     y[n] = W @ x[n]         (O, C) @ (C, H*W) -> (O, H*W), one GEMM per image (and group)
 
 which lands in y's own (N, O, H, W) layout with no transposing copy either.
-Backward: dx[n] = W^T @ dy[n], and dW = sum_n dy[n] @ x[n]^T.  A stride s
+Backward: dx[n] = W^T @ dy[n], and dW = sum_n dy[n] @ x[n]^T (on the CPU accumulated
+image by image as its transpose, x[n] @ dy[n]^T, the orientation OpenBLAS runs fast).  A stride s
 reads every s-th pixel: x[:, :, ::s, ::s] goes in, and dx is zero on the
 pixels that were skipped.
 
@@ -122,6 +123,7 @@ from ._checks import check_floating
 from . import _scratch as scratch_memory
 from ._scratch import release_scratch_memory, scratch  # noqa: F401  (re-exported)
 from . import conv2d_winograd
+from ._paths import device_paths
 from .im2col import col2im, im2col_into, window_geometry
 
 _OP = "conv2d"
@@ -407,12 +409,36 @@ def _pointwise_forward(xp, x, weight, bias, stride, groups):
     batch, channels, height, width = x.shape
     out_channels = weight.shape[0]
     weight_groups = weight.reshape(groups, out_channels // groups, channels // groups)
-    # (G, O/G, C/G) @ (N, G, C/G, H*W) -> (N, G, O/G, H*W): already y's (N, O, H, W) order
-    y = xp.matmul(weight_groups, x.reshape(batch, groups, channels // groups, height * width))
-    y = y.reshape(batch, out_channels, height, width)
+    # (G, O/G, C/G) @ (N, G, C/G, H*W) -> (N, G, O/G, H*W): already y's (N, O, H, W) order.  The
+    # result goes into one preallocated array: a fresh result per image costs page faults.
+    y = xp.empty((batch, out_channels, height, width), dtype=x.dtype)
+    xp.matmul(weight_groups, x.reshape(batch, groups, channels // groups, height * width),
+              out=y.reshape(batch, groups, out_channels // groups, height * width))
     if bias is not None:
         y += bias.reshape(1, out_channels, 1, 1)
     return y
+
+
+def _pointwise_weight_gradient_cpu(grad_groups, x_groups, grad_weight_t):
+    """dW_g^T = sum_n x[n]_g @ dy[n]_g^T, image by image into one buffer (the orientation OpenBLAS
+    runs steadily fast, as for im2col's dW), without a transposing copy of x or dy."""
+    partial = numpy.empty(grad_weight_t.shape[1:], dtype=grad_weight_t.dtype)
+    for group in range(grad_weight_t.shape[0]):
+        for image in range(x_groups.shape[0]):
+            target = grad_weight_t[group] if image == 0 else partial
+            numpy.matmul(x_groups[image, group], grad_groups[image, group].T, out=target)
+            if image:
+                grad_weight_t[group] += partial
+
+
+def _pointwise_weight_gradient_gpu(grad_groups, x_groups, grad_weight_t):
+    """The same sum as one GEMM per group (cuBLAS wants few, large launches)."""
+    xp = get_array_module(grad_groups)
+    for group in range(grad_weight_t.shape[0]):
+        grad_weight_t[group] = xp.tensordot(x_groups[:, group], grad_groups[:, group], axes=([0, 2], [0, 2]))
+
+
+_pointwise_weight_gradient = device_paths(_pointwise_weight_gradient_cpu, _pointwise_weight_gradient_gpu)
 
 
 def _pointwise_backward(xp, grad_output, x, weight, has_bias, stride, groups, need_input_grad,
@@ -427,19 +453,18 @@ def _pointwise_backward(xp, grad_output, x, weight, has_bias, stride, groups, ne
     grad_input = grad_weight = grad_bias = None
     if need_input_grad:
         weight_t = weight.reshape(groups, per_group_out, per_group_in).transpose(0, 2, 1)
-        grad_sampled = xp.matmul(weight_t, grad_groups).reshape(batch, channels, height, width)
+        grad_sampled = xp.empty((batch, channels, height, width), dtype=x.dtype)
+        xp.matmul(weight_t, grad_groups, out=grad_sampled.reshape(batch, groups, per_group_in, height * width))
         if strided:
             grad_input = xp.zeros(x.shape, dtype=x.dtype)
             grad_input[:, :, ::stride[0], ::stride[1]] = grad_sampled
         else:
             grad_input = grad_sampled
     if need_weight_grad:
-        x_groups = sampled.reshape(batch, groups, per_group_in, height * width)
-        grad_weight = xp.empty((groups, per_group_out, per_group_in), dtype=x.dtype)
-        for group in range(groups):
-            # sum over images and pixels at once: one GEMM of (O/G, N*H*W) @ (N*H*W, C/G)
-            grad_weight[group] = xp.tensordot(grad_groups[:, group], x_groups[:, group], axes=([0, 2], [0, 2]))
-        grad_weight = grad_weight.reshape(weight.shape)
+        grad_weight_t = xp.empty((groups, per_group_in, per_group_out), dtype=x.dtype)
+        _pointwise_weight_gradient(grad_groups, sampled.reshape(batch, groups, per_group_in, height * width),
+                                   grad_weight_t)
+        grad_weight = xp.ascontiguousarray(grad_weight_t.transpose(0, 2, 1)).reshape(weight.shape)
     if has_bias:
         grad_bias = grad_output.sum(axis=(0, 2, 3), dtype=x.dtype)
     return grad_input, grad_weight, grad_bias
