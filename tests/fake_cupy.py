@@ -538,6 +538,66 @@ def _note_write(array, index):
         _races.append(f"element {element} written by threads (block, thread) {first} and {writer}")
 
 
+def _run_blocks_thread_by_thread():
+    """Run a simulated block's threads one after another in the calling thread.
+
+    numba's simulator starts one Python thread per CUDA thread and polls them in a busy loop,
+    which made a 256-thread launch cost tens of milliseconds and the GPU gradchecks minutes.
+    Kernels that never call ``syncthreads`` (none of tinynet's do) do not need the threads: each
+    simulated thread runs to completion in turn, seen by the kernel API as that thread (its
+    ``threadIdx``/``blockIdx``).  The order is the simulator's own, so results are unchanged;
+    kernels that synchronise keep the threaded original.  (Write races are still caught: the
+    bridge tracks which simulated thread wrote each element.)
+    """
+    from numba.cuda.simulator import kernel as simulator_kernel
+    manager = simulator_kernel.BlockManager
+    threaded_run = manager.run
+
+    def run(self, grid_point, *args):
+        names = getattr(self._f, "__code__", None)
+        names = names.co_names if names is not None else ("syncthreads",)
+        if any(name.startswith("syncthreads") or name == "shared" for name in names):
+            return threaded_run(self, grid_point, *args)
+        identity = threading.get_ident()
+        caller = threading._active.get(identity)
+        block = simulator_kernel.Dim3(*grid_point)
+        try:
+            for block_point in np.ndindex(*self._block_dim):
+                thread = _SimulatedThread(block, simulator_kernel.Dim3(*block_point), self._block_dim)
+                threading._active[identity] = thread  # what threading.current_thread() answers
+                try:
+                    self._f(*args)
+                except Exception as error:
+                    raise type(error)(f"tid={list(block_point)} ctaid={list(grid_point)}: {error}") from error
+        finally:
+            if caller is not None:
+                threading._active[identity] = caller
+
+    manager.run = run
+
+    # FakeWithinKernelCUDAArray.__getattr__ calls dir() on the array for every attribute read
+    # (x.shape in a kernel): most of the simulator's time.  Plain array attributes go straight.
+    from numba.cuda.simulator.cudadrv.devicearray import FakeWithinKernelCUDAArray
+    listed_getattr = FakeWithinKernelCUDAArray.__getattr__
+
+    def getattr_directly(self, name):
+        try:
+            return getattr(self._item._ary, name)
+        except AttributeError:
+            return listed_getattr(self, name)
+
+    FakeWithinKernelCUDAArray.__getattr__ = getattr_directly
+
+
+class _SimulatedThread:
+    """What the simulator's kernel API asks ``threading.current_thread()`` for."""
+
+    def __init__(self, block, thread, block_dim):
+        self.blockIdx, self.threadIdx = block, thread
+        dims = tuple(block_dim) + (1, 1)
+        self.thread_id = thread.x + dims[0] * (thread.y + dims[1] * thread.z)
+
+
 def install_simulator_bridge():
     """Let simulated kernels take arrays with ``__cuda_array_interface__`` (as the real target does),
     record each launch's argument types, and fail launches with write races.  Idempotent."""
@@ -582,6 +642,7 @@ def install_simulator_bridge():
                 _in_atomic.active = False
         return run
 
+    _run_blocks_thread_by_thread()
     for name in [n for n in vars(kernelapi.FakeCUDAAtomic) if not n.startswith("_")]:
         setattr(kernelapi.FakeCUDAAtomic, name, atomic(getattr(kernelapi.FakeCUDAAtomic, name)))
     FakeCUDAKernel.__call__ = call
