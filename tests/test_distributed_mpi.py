@@ -65,7 +65,8 @@ def test_two_ranks_with_batch_8_train_exactly_like_one_process_with_batch_16(gpu
     expected_parameters = _one_process_batch_16(model, tmp_path_factory)
     args = ["train", str(tmp_path), "--batch", "8", "--model", model, "--bucket-mb", "0.0001"]
     args += ["--gpu", gpu] if gpu else []
-    result, seconds = _run(args)
+    # the host-staged run also polls its MPI requests from the progress thread (off by default)
+    result, seconds = _run(args, env_extra={"TINYNET_MPI_PROGRESS_THREAD": "1" if gpu == "staged" else "0"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
     assert [int(r["world_size"]) for r in ranks] == [2, 2] and [int(r["steps"]) for r in ranks] == [8, 8]

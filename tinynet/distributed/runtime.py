@@ -192,10 +192,12 @@ class MPIProcessGroup(ProcessGroup):
         self.timeout = float(timeout)
         self._pending = []
         self._lock = threading.Lock()
-        # MPICH moves a non-blocking collective forward only inside MPI calls: while one is in
-        # flight, a thread calls Testall every half millisecond so that the transfer advances during
-        # backward (needs MPI_THREAD_MULTIPLE, mpi4py's default; TINYNET_MPI_PROGRESS_THREAD=0: off)
-        self.progress_thread = (os.environ.get("TINYNET_MPI_PROGRESS_THREAD", "1") != "0"
+        # MPICH moves a non-blocking collective forward only inside MPI calls.  The gradient hooks
+        # poll in-flight buckets (progress()); TINYNET_MPI_PROGRESS_THREAD=1 adds a thread that polls
+        # every half millisecond (needs MPI_THREAD_MULTIPLE, mpi4py's default).  Off by default: on
+        # the 2-core test machine it hid no more of the Allreduce than the hooks' polling did
+        # (benchmarks/distributed.py, docs/data-parallel.md) and costs a thread per rank.
+        self.progress_thread = (os.environ.get("TINYNET_MPI_PROGRESS_THREAD", "0") == "1"
                                 and MPI.Query_thread() == MPI.THREAD_MULTIPLE)
         self.progress_interval = 5e-4
         self._progress_worker = None
