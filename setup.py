@@ -33,7 +33,8 @@ setup(
         "mpi": MPI,
         "gpu-distributed": ["cupy-cuda13x>=14", "numba-cuda", "nvidia-nccl-cu13"] + MPI,
         "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"] + MPI,
-        "oracle": ["torch==2.13.0"],
+        # test oracles: PyTorch for the layers, SciPy for the confidence intervals
+        "oracle": ["torch==2.13.0", "scipy>=1.10"],
         "plot": ["matplotlib>=3.7"],
     },
     license="MIT",
