@@ -13,7 +13,8 @@ from .parameter import Parameter
 
 
 def _empty_parameter(*shape):
-    return Parameter(np.zeros(shape, dtype=np.float32))
+    # its default draw waits until the values are read: the model's own init usually overwrites it
+    return init.DeferredDefaultParameter(*shape)
 
 
 class Linear(Module):
