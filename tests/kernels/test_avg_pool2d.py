@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptx import compile_kernels_to_ptx
 from tinynet.gradcheck import numerical_gradient
 from tinynet.kernels.adaptive_avg_pool2d import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
 from tinynet.kernels.avg_pool2d import avg_pool2d_backward, avg_pool2d_forward
@@ -288,20 +287,6 @@ def test_adaptive_gpu_path_matches_cpu(gpu_xp, shape, output_size, dtype):
     grad_input_gpu = adaptive_avg_pool2d_backward(gpu_xp.asarray(grad_output), shape)
     assert isinstance(grad_input_gpu, gpu_xp.ndarray) and grad_input_gpu.dtype == dtype
     np.testing.assert_allclose(gpu_xp.asnumpy(grad_input_gpu), grad_input, rtol=1e-6, atol=1e-7)
-
-
-def test_gpu_kernels_compile_to_ptx():
-    plane3 = "float32[:, :, ::1]"
-    geometry = ", ".join(["int64"] * 6)
-    compile_kernels_to_ptx("tinynet.kernels.avg_pool2d", [
-        ("_avg_forward_gpu", f"({plane3}, {plane3}, {geometry}, boolean)"),
-        ("_avg_backward_gpu", f"({plane3}, {plane3}, {geometry}, boolean)"),
-        ("_avg_forward_gpu", "(float64[:, :, ::1], float64[:, :, ::1], " + geometry + ", boolean)"),
-    ])
-    compile_kernels_to_ptx("tinynet.kernels.adaptive_avg_pool2d", [
-        ("_adaptive_forward_gpu", f"({plane3}, {plane3})"),
-        ("_adaptive_backward_gpu", f"({plane3}, {plane3})"),
-    ])
 
 
 # ----------------------------------------------------------------- errors
