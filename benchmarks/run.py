@@ -5,7 +5,8 @@
     python benchmarks/run.py                  # the full run (~15-20 min): b=1, 16, 64, 128
     python benchmarks/run.py --quick --smoke  # seconds: tiny shapes, checks that every code path runs
 
-What is timed (both frameworks in one process, 2 threads each unless ``--threads``):
+What is timed (both frameworks in one process, 2 threads each unless ``--threads``; each with its own
+thread settings: see "Import order and settings" below):
 
 * every AlexNet layer's forward and backward at its real shape (input batch
   ``--layer-batch``, default 64, 227 px): conv1-conv5, pool1/pool2/pool5, norm1/norm2,
@@ -77,11 +78,17 @@ def parse_args(argv=None):
     p.add_argument("--infer-batches", type=str, default=None, help="comma list, e.g. 1,16,64")
     p.add_argument("--memory-batch", type=int, default=None, help="batch of the peak-memory step (default 64)")
     p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--zoo-batch", type=int, default=None, help="batch of the zoo section (default 32; smoke 2)")
+    p.add_argument("--zoo-size", type=int, default=None, help="image size of the zoo section (default 224; smoke 32)")
+    p.add_argument("--zoo-models", default=None, help="comma list of " + ",".join(ZOO) + " (default all)")
     p.add_argument("--data", default=None, help=f"image folder for the pipeline (default {DEFAULT_DATA})")
     p.add_argument("--data-images", type=int, default=None, help="images per pipeline pass")
     p.add_argument("--workers", type=int, default=2, help="data pipeline workers (default 2)")
     p.add_argument("--only", default=None,
-                   help="comma list of sections: layers,net,gemm,data,memory (default all)")
+                   help="comma list of sections: layers,net,zoo,gemm,data,memory (default all)")
+    p.add_argument("--import-order", choices=sorted(IMPORT_ORDERS) + ["both"], default="numpy-first",
+                   help="numpy-first (default: NumPy, PyTorch, then tinynet, as user code does), tinynet-first, "
+                        "or both: one fresh process per order, one table")
     p.add_argument("--json", default=None, help="write every sample and the machine facts here")
     p.add_argument("--markdown", default=None, help="write the table as Markdown here")
     p.add_argument("--memory-child", choices=["tinynet", "torch"], default=None, help=argparse.SUPPRESS)
@@ -104,7 +111,13 @@ def parse_args(argv=None):
     else:
         args.infer_batches = [1, 2] if smoke else ([1, 16, 64] if args.quick else [1, 16, 64, 128])
     args.data_images = args.data_images or (8 if smoke else (512 if args.quick else 2000))
-    args.sections = set((args.only or "layers,net,gemm,data,memory").split(","))
+    args.sections = set((args.only or "layers,net,zoo,gemm,data,memory").split(","))
+    args.zoo_batch = args.zoo_batch or (2 if smoke else 32)
+    args.zoo_size = args.zoo_size or (32 if smoke else 224)
+    args.zoo_models = (args.zoo_models or ",".join(ZOO)).split(",")
+    unknown = [name for name in args.zoo_models if name not in ZOO]
+    if unknown:
+        p.error(f"--zoo-models: unknown {unknown}; choose from {ZOO}")
     # (warm-up, repeats) per kind of measurement
     if smoke:
         args.layer_reps, args.net_reps, args.data_reps = (0, 1), (0, 1), (0, 1)
@@ -117,17 +130,54 @@ def parse_args(argv=None):
 
 
 def set_thread_environment(threads):
-    """Before NumPy, numba and torch are imported: thread counts for their pools."""
+    """Before NumPy, numba and torch are imported: thread counts for their pools, nothing else.
+
+    Earlier versions also exported tinynet's OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4
+    here, which imposed tinynet's wait policy on PyTorch's OpenMP runtime (PyTorch ran 17.0 img/s
+    instead of 20.2 with its defaults, issue 13) and hid the cost of the user's import order.  Now
+    each framework runs with what it sets itself: tinynet applies its two settings at import, to
+    its own runtimes only, whatever was imported first (tinynet/_threads.py); PyTorch's libgomp
+    (its own copy, torch/lib) loads with OpenMP's default wait policy.  A value the user exported
+    before starting the benchmark is kept and shows in the report's environment line.
+    """
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
-    # torch and numba share one OpenMP runtime (the system libgomp) in this process, so they share
-    # one wait policy, fixed when the first of them loads it.  tinynet sets PASSIVE by default
-    # (kernels/_numba.py); use it for both.  Standalone torch with its default (spinning) policy
-    # measured 5-10 % faster here: see benchmarks/README.md.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # tinynet's default too (tinynet/__init__.py), but OpenBLAS reads it when NumPy loads it: set it
-    # here, before NumPy is imported.  torch (MKL, oneDNN) does not use OpenBLAS.
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+IMPORT_ORDERS = {
+    # what most programs do: NumPy and PyTorch first, tinynet last
+    "numpy-first": ("numpy", "torch", "tinynet"),
+    # tinynet before anything else (what the examples do)
+    "tinynet-first": ("tinynet", "numpy", "torch"),
+}
+
+
+def import_libraries(order):
+    """Import NumPy, PyTorch and tinynet in ``order`` and record what each runtime ended up with."""
+    wait_policy_at_torch_import = None
+    for name in IMPORT_ORDERS[order]:
+        if name == "torch":
+            wait_policy_at_torch_import = os.environ.get("OMP_WAIT_POLICY")
+        __import__(name)
+    return {"import_order": order, "modules": list(IMPORT_ORDERS[order]),
+            "OMP_WAIT_POLICY_when_torch_loaded": wait_policy_at_torch_import or "unset (OpenMP default)"}
+
+
+def thread_settings_report(record):
+    """After a numba parallel loop ran: the settings each framework's runtimes actually use."""
+    import ctypes
+
+    from tinynet import _threads
+    timeouts = {}
+    for path, library in _openblas_libraries():
+        reader = _symbol(library, ["openblas_thread_timeout"], ctypes.c_uint)
+        timeouts[os.path.basename(path)] = reader() if reader else None
+    openmp = _threads.loaded_libraries("omp") or []
+    record = dict(record)
+    record["openblas_thread_timeout"] = timeouts
+    record["openmp_runtimes"] = openmp
+    record["torch_openmp_separate"] = len({os.path.realpath(p) for p in openmp}) > 1
+    return record
 
 
 def _openblas_libraries():
@@ -585,6 +635,151 @@ def bench_net(args, tiny_model, torch_model, table, results, headlines):
         print("  " + headlines[-1], flush=True)
 
 
+# ====================================================================== the model zoo
+ZOO = ["resnet18", "resnet50", "vgg16"]
+ZOO_TARGETS = {"resnet18": 1.2, "resnet50": 1.2, "vgg16": 1.5}
+
+
+def _time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps, seed=4):
+    """Forward and backward (``y.backward(dy)``) of one layer in each framework, alternating."""
+    import numpy as np
+    import tinynet
+    import torch
+    tiny_params, torch_params = list(tiny_layer.parameters()), list(torch_layer.parameters())
+    with torch.no_grad():
+        out_shape = tuple(torch_layer(torch.from_numpy(x)).shape)
+    dy = np.random.default_rng(seed).standard_normal(out_shape).astype(np.float32)
+    dy_torch = torch.from_numpy(dy)
+
+    def run_tiny():
+        for p in tiny_params:
+            p.grad = None
+        xt = tinynet.Tensor(x, requires_grad=needs_input_grad)
+        t0 = time.perf_counter()
+        y = tiny_layer(xt)
+        t1 = time.perf_counter()
+        y.backward(dy)
+        return {"fwd": t1 - t0, "bwd": time.perf_counter() - t1}
+
+    def run_torch():
+        for p in torch_params:
+            p.grad = None
+        xt = torch.from_numpy(x).requires_grad_(needs_input_grad)
+        t0 = time.perf_counter()
+        y = torch_layer(xt)
+        t1 = time.perf_counter()
+        y.backward(dy_torch)
+        return {"fwd": t1 - t0, "bwd": time.perf_counter() - t1}
+
+    tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
+    for samples in (tiny, ref):
+        samples["fwd+bwd"] = [f + b for f, b in zip(samples["fwd"], samples["bwd"])]
+    return tiny, ref
+
+
+def zoo_layer_cases(batch, size):
+    """The new networks' characteristic layers at ResNet's shapes (56 px = size / 4 at 224)."""
+    from torch import nn as torch_nn
+    from tinynet import nn
+    mid = max(4, size // 4)
+    return [
+        # (label, tinynet layer, torch layer, input shape, input gradient?, target)
+        ("batchnorm2d 64ch (train)", nn.BatchNorm2d(64), torch_nn.BatchNorm2d(64), (batch, 64, mid, mid), True, 1.0),
+        ("conv 1x1 256->64", nn.Conv2d(256, 64, 1, bias=False), torch_nn.Conv2d(256, 64, 1, bias=False),
+         (batch, 256, mid, mid), True, None),
+        ("conv 1x1 stride 2 256->512", nn.Conv2d(256, 512, 1, stride=2, bias=False),
+         torch_nn.Conv2d(256, 512, 1, stride=2, bias=False), (batch, 256, mid, mid), True, None),
+        ("conv 3x3 stride 2 64->128", nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False),
+         torch_nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False), (batch, 64, mid, mid), True, None),
+        ("conv 7x7 stride 2 stem 3->64", nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+         torch_nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), (batch, 3, size, size), False, None),
+    ]
+
+
+def _copy_into_torch(tiny_module, torch_module):
+    """Load tinynet's weights (and BatchNorm statistics) into the torch module with the same names."""
+    import numpy as np
+    import torch
+    torch_module.load_state_dict({name: torch.from_numpy(np.array(value))
+                                  for name, value in tiny_module.state_dict().items()})
+
+
+def bench_zoo(args, table, results, headlines):
+    """ResNet-18, ResNet-50, VGG-16 (tinynet's registry vs benchmarks/torch_zoo.py): training steps;
+    then BatchNorm and the 1x1, stride-2 3x3 and 7x7-stem convolutions as layers."""
+    import numpy as np
+    import tinynet
+    import torch
+    import torch.nn.functional as torch_F
+    from tinynet.nn import functional as F
+    for path in (os.path.join(ROOT, "examples"), HERE):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import models
+    import torch_zoo
+
+    batch, size = args.zoo_batch, args.zoo_size
+    rng = np.random.default_rng(5)
+    results["zoo"] = {"batch": batch, "size": size, "networks": {}, "layers": {}}
+    warmup, reps = args.net_reps
+    for name in args.zoo_models:
+        tinynet.manual_seed(0)
+        tiny_model = models.create(name, num_classes=args.classes)
+        torch_model = torch_zoo.create(name, args.classes)
+        _copy_into_torch(tiny_model, torch_model)
+        x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+        tiny_model.eval()
+        torch_model.eval()
+        with tinynet.no_grad():
+            a = tiny_model(tinynet.tensor(x)).numpy()
+        with torch.no_grad():
+            b = torch_model(torch.from_numpy(x)).numpy()
+        check = float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
+        tiny_model.train()
+        torch_model.train()
+        tiny_opt = tinynet.optim.SGD(tiny_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        torch_opt = torch.optim.SGD(torch_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+        labels = rng.integers(0, args.classes, size=batch).astype(np.int64)
+        x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)
+
+        def run_tiny():
+            t0 = time.perf_counter()
+            tiny_opt.zero_grad()
+            F.cross_entropy(tiny_model(tinynet.Tensor(x)), labels).backward()
+            tiny_opt.step()
+            return {"s": time.perf_counter() - t0}
+
+        def run_torch():
+            t0 = time.perf_counter()
+            torch_opt.zero_grad()
+            torch_F.cross_entropy(torch_model(x_torch), labels_torch).backward()
+            torch_opt.step()
+            return {"s": time.perf_counter() - t0}
+
+        tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
+        t, r = batch / _median(tiny["s"]), batch / _median(ref["s"])
+        results["zoo"]["networks"][name] = {"same_function_check": check, "tinynet_s": tiny["s"], "torch_s": ref["s"]}
+        table.add(f"{name} train_step b={batch} {size}px", "img/s", t, r, t / r, (">=", ZOO_TARGETS[name]),
+                  note=f"same weights: max |logit diff| / max |logit| {check:.0e}")
+        headlines.append(f"{name} train_step b={batch} {size}px: tinynet {t:.2f} img/s, torch {r:.2f} img/s, "
+                         f"ratio {t / r:.2f}")
+        print("  " + headlines[-1], flush=True)
+        del tiny_model, torch_model, tiny_opt, torch_opt
+        gc.collect()
+
+    warmup, reps = args.layer_reps
+    for label, tiny_layer, torch_layer, shape, needs_input_grad, target in zoo_layer_cases(batch, size):
+        _copy_into_torch(tiny_layer, torch_layer)
+        x = rng.standard_normal(shape).astype(np.float32)
+        tiny, ref = _time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps)
+        results["zoo"]["layers"][label] = {"input_shape": shape, "tinynet_s": tiny, "torch_s": ref}
+        t, r = _median(tiny["fwd+bwd"]) * 1e3, _median(ref["fwd+bwd"]) * 1e3
+        table.add(f"{label} fwd+bwd [{'x'.join(map(str, shape))}]", "ms", t, r, r / t,
+                  None if target is None else (">=", target))
+        print(f"  {label:30s} fwd+bwd tinynet {t:8.1f} ms  torch {r:8.1f} ms", flush=True)
+
+
 # ====================================================================== BLAS diagnostic
 def bench_gemm(args, table, results):
     """NumPy's sgemm against torch's at AlexNet's shapes (what conv and FC rest on).
@@ -901,15 +1096,67 @@ def bench_memory(args, table, results, headlines):
 
 
 # ====================================================================== main
+def _without_options(argv, names):
+    """``argv`` without the options in ``names`` (``--x v`` and ``--x=v`` forms)."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token in names:
+            skip = True
+            continue
+        if token.split("=", 1)[0] in names:
+            continue
+        out.append(token)
+    return out
+
+
+def run_both_orders(args, argv):
+    """``--import-order both``: one fresh process per import order (each framework's runtimes read
+    their settings once per process), alternating nothing across processes; one merged table."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    base = _without_options(argv, {"--import-order", "--json", "--markdown"})
+    table, merged, headlines = Table(), {"mode": "both import orders", "runs": {}}, []
+    with tempfile.TemporaryDirectory(prefix="tinynet-bench-") as folder:
+        for order in IMPORT_ORDERS:
+            report = os.path.join(folder, f"{order}.json")
+            command = [sys.executable, os.path.abspath(__file__)] + base + ["--import-order", order,
+                                                                            "--json", report]
+            print(f"=== import order {order}: {' '.join(IMPORT_ORDERS[order])} (fresh process)", flush=True)
+            done = subprocess.run(command, cwd=ROOT)
+            if done.returncode != 0:
+                raise RuntimeError(f"the {order} run failed (exit {done.returncode})")
+            with open(report) as f:
+                results = json.load(f)
+            merged["runs"][order] = results
+            for row in results["table"]:
+                table.rows.append(dict(row, name=f"{row['name']} [{order}]"))
+            headlines.extend(f"[{order}] {line}" for line in results["headlines"])
+    print("\nboth import orders (each in its own process; ratio = torch time / tinynet time):")
+    print("\n".join(table.lines()))
+    print()
+    for line in headlines:
+        print(line)
+    merged["table"], merged["headlines"] = table.rows, headlines
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(merged, f, indent=1, default=str)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(table.markdown()) + "\n\n" + "\n".join(headlines) + "\n")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.memory_child:
         memory_child(args)
         return 0
+    if args.import_order == "both":
+        return run_both_orders(args, argv)
     set_thread_environment(args.threads)
-    import numpy  # noqa: F401  (after the thread environment)
-    import torch  # noqa: F401
-    import tinynet  # noqa: F401
+    import_record = import_libraries(args.import_order)   # after the thread environment
     thread_method = configure_threads(args.threads)
     load = CpuLoad()
     started = time.perf_counter()
@@ -923,6 +1170,11 @@ def main(argv=None):
     print(f"  same weights: max |logit difference| / max |logit| = {check:.1e}", flush=True)
     # the first numba call picks the threading layer; record machine facts after one kernel ran
     results["machine"] = machine_facts(args.threads, thread_method)
+    results["thread_settings"] = settings = thread_settings_report(import_record)
+    print(f"  import order {args.import_order} ({', '.join(settings['modules'])}); PyTorch's OpenMP loaded with "
+          f"OMP_WAIT_POLICY {settings['OMP_WAIT_POLICY_when_torch_loaded']}"
+          f"{' (its own libgomp)' if settings['torch_openmp_separate'] else ' (one OpenMP runtime shared with numba)'}; "
+          f"OpenBLAS thread timeout {settings['openblas_thread_timeout']}", flush=True)
 
     if "layers" in args.sections:
         print(f"layers (b={args.layer_batch}, median of {args.layer_reps[1]}):", flush=True)
@@ -934,6 +1186,9 @@ def main(argv=None):
         bench_gemm(args, table, results)
     del tiny_model, torch_model
     gc.collect()
+    if "zoo" in args.sections:
+        print(f"model zoo (b={args.zoo_batch}, {args.zoo_size}px):", flush=True)
+        bench_zoo(args, table, results, headlines)
     if "data" in args.sections:
         print("data pipeline:", flush=True)
         bench_data(args, table, results, headlines)

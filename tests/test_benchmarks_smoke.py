@@ -36,13 +36,41 @@ def test_runner_quick_smoke(tmp_path):
     for framework in ("tinynet", "torch"):
         assert results["memory"][framework]["step_bytes"] > 0
     assert results["machine"]["threads"] == 2
+    # the default order is the user's (NumPy and PyTorch first), and PyTorch keeps its own settings
+    settings = results["thread_settings"]
+    assert settings["modules"] == ["numpy", "torch", "tinynet"]
+    assert settings["OMP_WAIT_POLICY_when_torch_loaded"].startswith("unset")
+    assert set(settings["openblas_thread_timeout"].values()) == {4}     # tinynet's, applied after NumPy
+    zoo = results["zoo"]
+    assert list(zoo["networks"]) == ["resnet18", "resnet50", "vgg16"]
+    for name, network in zoo["networks"].items():
+        assert network["same_function_check"] < 1e-4, name               # the torch twin is the same net
+        assert len(network["tinynet_s"]) == len(network["torch_s"]) >= 1
+    assert len(zoo["layers"]) == 5 and any(label.startswith("batchnorm2d") for label in zoo["layers"])
 
     lines = out.strip().splitlines()
     assert any(line.startswith("alexnet train_step b=2 67px: tinynet ") and ", ratio " in line for line in lines)
     assert any(line.startswith("alexnet inference b=1 67px: tinynet ") for line in lines)
     assert any(line.startswith("peak memory train_step b=2 67px: ") for line in lines)
     assert any(line.startswith("data pipeline synthetic ") for line in lines)
+    assert any(line.startswith("vgg16 train_step b=2 32px: tinynet ") for line in lines)
     assert "| conv1 fwd+bwd b=2 |" in table.read_text()
+
+
+def test_runner_reports_both_import_orders(tmp_path):
+    report = tmp_path / "both.json"
+    out = _run(["benchmarks/run.py", "--smoke", "--only", "net", "--import-order", "both",
+                "--infer-batches", "1", "--train-batches", "2", "--json", str(report)])
+    results = json.loads(report.read_text())
+    assert set(results["runs"]) == {"numpy-first", "tinynet-first"}
+    for order, run in results["runs"].items():
+        assert run["thread_settings"]["import_order"] == order
+        assert run["thread_settings"]["OMP_WAIT_POLICY_when_torch_loaded"].startswith("unset")
+        assert set(run["thread_settings"]["openblas_thread_timeout"].values()) == {4}
+    names = [row["name"] for row in results["table"]]
+    assert "alexnet train_step b=2 67px [numpy-first]" in names
+    assert "alexnet train_step b=2 67px [tinynet-first]" in names
+    assert "both import orders" in out
 
 
 def test_profile_step_smoke():
