@@ -26,6 +26,19 @@ every repetition), after warm-up repetitions, and reports the median.  ``ratio``
 torch time / tinynet time (= tinynet img/s / torch img/s): above 1, tinynet is faster.
 For memory the ratio is tinynet / torch: below 1, tinynet needs less.
 
+Import order and settings: only the thread counts are set for both frameworks (environment
+variables before anything is imported, then each library's own call).  NumPy, PyTorch and tinynet
+are then imported in the order ``--import-order`` names: ``numpy-first`` (the default, as user
+code does) or ``tinynet-first``; ``both`` runs everything once per order, each in a fresh process,
+and merges the tables.  tinynet applies its own OpenBLAS thread timeout and numba wait policy at
+import, to its own runtimes (tinynet/_threads.py); PyTorch's OpenMP runtime loads with its
+defaults.  The report's first lines say what each runtime got.
+
+The model zoo (``--only zoo``): ResNet-18, ResNet-50 and VGG-16 from tinynet's registry
+(examples/models) against the same networks in plain torch.nn (benchmarks/torch_zoo.py) with
+tinynet's weights loaded: a training step at ``--zoo-batch`` (32) and ``--zoo-size`` (224), then
+BatchNorm and the 1x1, stride-2 3x3 and 7x7-stem convolutions as layers, forward + backward.
+
 Peak memory: the child process builds the model, the optimizer and a batch, runs one
 training step at batch 1 (loads or compiles every kernel and allocates the momentum
 buffers), drops the gradients, then records its resident set (VmRSS), resets the
