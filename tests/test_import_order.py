@@ -125,3 +125,54 @@ def test_a_blas_without_the_needed_exports_warns_with_the_fix(monkeypatch):
         warnings.simplefilter("always")
         assert _threads.apply_openblas_thread_timeout() == "warned"
     assert len(caught) == 1 and "export OPENBLAS_THREAD_TIMEOUT=4" in str(caught[0].message)
+
+
+class _FakeParallelModule:
+    """Stands in for numba.np.ufunc.parallel: records the environment its launcher saw."""
+
+    def __init__(self):
+        self._is_initialized = False
+        self._threading_layer = None
+        self.seen_policy = "not launched"
+
+    def _launch_threads(self):
+        if self._is_initialized:             # as numba's: the threads start once
+            return
+        self.seen_policy = os.environ.get("OMP_WAIT_POLICY")
+        self._is_initialized, self._threading_layer = True, "omp"
+
+
+def test_a_shared_openmp_runtime_loaded_earlier_warns_and_the_environment_is_restored(monkeypatch):
+    from tinynet import _threads
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    # the same OpenMP runtime mapped before and after the launch: it was loaded by someone else
+    monkeypatch.setattr(_threads, "loaded_libraries", lambda fragment: ["/somewhere/libgomp.so.1"])
+    parallel = _FakeParallelModule()
+    _threads.make_numba_openmp_passive(parallel)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel._launch_threads()
+        parallel._launch_threads()          # launched already: nothing more
+    assert parallel.seen_policy == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ
+    assert len(caught) == 1 and "export OMP_WAIT_POLICY=PASSIVE" in str(caught[0].message)
+
+
+def test_a_newly_loaded_openmp_runtime_starts_passive_without_a_warning(monkeypatch):
+    from tinynet import _threads
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    parallel = _FakeParallelModule()
+    mapped = []
+    monkeypatch.setattr(_threads, "loaded_libraries", lambda fragment: list(mapped))
+    original = parallel._launch_threads
+
+    def launch_loading_a_runtime():
+        mapped.append("/usr/lib/libgomp.so.1.0.0")
+        original()
+    parallel._launch_threads = launch_loading_a_runtime
+    _threads.make_numba_openmp_passive(parallel)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel._launch_threads()
+    assert parallel.seen_policy == "PASSIVE" and "OMP_WAIT_POLICY" not in os.environ
+    assert caught == []
