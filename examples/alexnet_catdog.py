@@ -36,6 +36,17 @@ patience change from there on, ``--init`` is ignored, and what would make the
 continuation wrong (crop size, batch size, seed, split fractions, model options,
 other photos) is refused.
 
+Data-parallel (tinynet.distributed, ``pip install -e ".[mpi]"``)::
+
+    mpiexec -n 2 python examples/alexnet_catdog.py --distributed --data ... --batch-size 64
+
+``--batch-size`` stays the global batch (each of N ranks takes batch/N of every step, so the
+steps are those of one process with that batch); rank 0 alone prints, draws and writes, the
+validation and test photos are split over the ranks and their counts added up.  ``--resume``
+works with another number of processes: the global batch, learning rate, schedule and data
+position carry over (per-rank batch = batch / N); the generators are rank 0's.  Checkpoints
+and photos must be at the same paths on every machine (a shared folder).
+
 ``--eval-only --checkpoint OUT/best.npz`` scores the checkpoint on its own
 validation and test splits; ``--eval-only --checkpoint ... --data FOLDER --all``
 scores every photo of another labelled folder (a class of the model may be absent).
@@ -56,6 +67,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tinynet import backend, optim  # noqa: E402
+from tinynet import distributed as dist  # noqa: E402
+from tinynet.data import DistributedDataLoader  # noqa: E402
 from tinynet.data import DataLoader, ImageFolder, NoImagesError, Subset, train_val_test_split  # noqa: E402
 from tinynet.data import transforms as T  # noqa: E402
 from tinynet.nn import functional as F  # noqa: E402
@@ -163,6 +176,9 @@ def build_parser():
     add("--groups", type=int, choices=[1, 2], default=1, help="2: the paper's two-GPU split")
     add("--no-lrn", action="store_true", help="leave out local response normalisation")
     add("--no-ten-crop", action="store_true", help="skip the ten-crop evaluation at the end")
+    add("--distributed", action="store_true",
+        help="data-parallel training as one rank of an MPI job: mpiexec -n N python alexnet_catdog.py "
+             "--distributed ... (without mpiexec: one process)")
     add("--stop-at", type=_stop_point, default=None, metavar="STAGE:EPOCH:BATCH",
         help="for tests: act as if Ctrl-C were pressed after that batch of training (train:E:B) or "
              "validation (val:E:B)")
@@ -194,6 +210,8 @@ def check_arguments(args):
                          f"leave no training images (their sum must be < 1)")
     if (args.eval_only or args.predict) and not args.checkpoint:
         raise UsageError("--eval-only and --predict need --checkpoint PATH (e.g. runs/alexnet_catdog/best.npz)")
+    if args.distributed and (args.eval_only or args.predict):
+        raise UsageError("--distributed applies to training only (--eval-only and --predict run in one process)")
     if args.all and not args.eval_only:
         raise UsageError("--all only applies to --eval-only (score every photo of --data)")
     if args.all and "data" not in args.given:
@@ -351,7 +369,8 @@ def evaluate(model, loader, description="validation", after_batch=None):
     try:
         with tinynet.no_grad():
             for number, (images, labels) in enumerate(tqdm(loader, desc=description, leave=False,
-                                                           dynamic_ncols=True), start=1):
+                                                           dynamic_ncols=True, disable=not _is_writer()),
+                                                      start=1):
                 labels_host = backend.to_numpy(labels)
                 if images.ndim == 5:  # ten crops per image
                     n, crops = images.shape[:2]
@@ -370,8 +389,33 @@ def evaluate(model, loader, description="validation", after_batch=None):
                     after_batch(number)
     finally:
         model.train()
+    if _DATA_PARALLEL is not None:  # each rank scored its shard: add up the sums and counts
+        total_loss, correct, count = dist.all_reduce([total_loss, correct, count], "validation counts").tolist()
+        correct, count = int(correct), int(count)
     return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1), "correct": correct,
             "images": count}
+
+
+# the process group of a --distributed run with more than one rank (None otherwise)
+_DATA_PARALLEL = None
+
+
+def _is_writer():
+    return _DATA_PARALLEL is None or _DATA_PARALLEL.rank == 0
+
+
+def make_loader(dataset, batch_size, shuffle=False, **options):
+    """A DataLoader; in a data-parallel run this rank's shard of the same order.
+
+    Training (``shuffle``) shards batch by batch, batch_size / N per rank; evaluation
+    shards without padding, so that each photo is counted exactly once.
+    """
+    group = _DATA_PARALLEL
+    if group is None:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **options)
+    if shuffle:
+        return DistributedDataLoader(dataset, batch_size // group.world_size, shuffle=True, **options)
+    return DistributedDataLoader(dataset, batch_size, even=False, **options)
 
 
 def wilson_interval(correct, count, z=Z_95):
@@ -411,7 +455,7 @@ def score_split(model, folder_path, indices, config, statistics, classes, device
             continue
         folder = open_folder(folder_path, transform, config["max_images"], config["seed"], classes)
         dataset = folder if indices is None else Subset(folder, indices)
-        loader = DataLoader(dataset, batch_size=size, seed=config["seed"], num_workers=workers, device=device)
+        loader = make_loader(dataset, size, seed=config["seed"], num_workers=workers, device=device)
         scores[name] = with_interval(evaluate(model, loader, name.replace("_", " ")))
     return scores
 
@@ -508,6 +552,8 @@ class RunFiles:
     def save(self, path, state):
         if self.writer:
             tinynet.save(state, path)
+        if _DATA_PARALLEL is not None:
+            dist.barrier(f"barrier after writing {path}")
 
     def write_metrics(self, history):
         """metrics.csv rewritten from the checkpoint's history: a resumed run never repeats a row."""
@@ -587,16 +633,18 @@ class TrainingRun:
         train_transform, centre, _ = make_transforms(config["image_size"], statistics)
         self.train_folder = open_folder(config["data"], train_transform, config["max_images"], config["seed"])
         self.val_folder = open_folder(config["data"], centre, config["max_images"], config["seed"])
-        self.train_loader = DataLoader(Subset(self.train_folder, split["train"]), batch_size=config["batch_size"],
-                                       shuffle=True, seed=config["seed"], num_workers=args.workers,
-                                       device=args.device)
-        self.val_loader = DataLoader(Subset(self.val_folder, split["val"]), batch_size=config["batch_size"],
-                                     seed=config["seed"], num_workers=args.workers, device=args.device)
+        self.train_loader = make_loader(Subset(self.train_folder, split["train"]), config["batch_size"],
+                                        shuffle=True, seed=config["seed"], num_workers=args.workers,
+                                        device=args.device)
+        self.val_loader = make_loader(Subset(self.val_folder, split["val"]), config["batch_size"],
+                                      seed=config["seed"], num_workers=args.workers, device=args.device)
         self.epoch, self.stage, self.history = 0, "train", []
         self.running = _fresh_running()
         self.best = {"epoch": 0, "val_accuracy": -1.0}
         if resume_state is not None:
             self._restore(resume_state)
+        # data parallel: rank 0's weights everywhere, gradients averaged over the ranks in backward
+        self.network = self.model if _DATA_PARALLEL is None else dist.DistributedDataParallel(self.model)
 
     # -- checkpoints
     def _restore(self, state):
@@ -655,9 +703,15 @@ class TrainingRun:
         started = time.perf_counter()
         try:
             for images, labels in progress:
-                logits = self.model(tinynet.Tensor(images))
+                logits = self.network(tinynet.Tensor(images))
                 loss = F.cross_entropy(logits, labels)
                 loss_value = loss.item()
+                batch_correct = int((logits.numpy().argmax(axis=1) == backend.to_numpy(labels)).sum())
+                batch_loss, batch_count = loss_value * len(labels), len(labels)
+                if _DATA_PARALLEL is not None:  # every rank sees the global batch's figures (and stops on them)
+                    batch_loss, batch_correct, batch_count = dist.all_reduce(
+                        [batch_loss, batch_correct, batch_count], "training loss and accuracy").tolist()
+                    loss_value = batch_loss / batch_count
                 if not math.isfinite(loss_value):
                     raise Diverged(f"epoch {epoch + 1}, batch {done + 1} of {len(loader)}: the training loss "
                                    f"is {loss_value}")
@@ -666,13 +720,15 @@ class TrainingRun:
                 self.optimizer.step()
                 done += 1
                 running = self.running
-                running["loss"] += loss_value * len(labels)
-                running["correct"] += int((logits.numpy().argmax(axis=1) == backend.to_numpy(labels)).sum())
-                running["count"] += len(labels)
+                running["loss"] += batch_loss
+                running["correct"] += int(batch_correct)
+                running["count"] += int(batch_count)
                 seconds = running["seconds"] + time.perf_counter() - started
                 progress.set_postfix(loss=f"{running['loss'] / running['count']:.4f}",
                                      acc=f"{100 * running['correct'] / running['count']:.1f}%",
                                      img_s=f"{running['count'] / max(seconds, 1e-9):.1f}")
+                if _DATA_PARALLEL is not None:  # stop together, at the same batch, or some rank waits forever
+                    stop.requested = bool(dist.all_reduce([int(stop.requested)], "stop request")[0])
                 stop.check("train", epoch + 1, done)
         except Interrupted:
             if done == len(loader):  # stopped after the last batch: the training pass is complete
@@ -685,6 +741,11 @@ class TrainingRun:
         self.stage = "validate"
 
     def validate(self, stop):
+        if _DATA_PARALLEL is not None:  # shards differ in length: no per-batch stop, one agreed check after
+            validation = evaluate(self.model, self.val_loader, "validation")
+            stop.requested = bool(dist.all_reduce([int(stop.requested)], "stop request")[0])
+            stop.check_at_boundary()
+            return validation
         return evaluate(self.model, self.val_loader, "validation",
                         after_batch=lambda number: stop.check("val", self.epoch + 1, number))
 
@@ -861,6 +922,9 @@ def prepare_run(args, files):
     if not os.path.isdir(config["data"]):
         raise NoImagesError(f"image folder {config['data']!r} does not exist")
 
+    if _DATA_PARALLEL is not None and config["batch_size"] % _DATA_PARALLEL.world_size:
+        raise UsageError(f"--batch-size {config['batch_size']} (the global batch) must be divisible by the "
+                         f"{_DATA_PARALLEL.world_size} processes of the run")
     folder = open_folder(config["data"], None, config["max_images"], config["seed"])
     files.say(f"data: {folder.summary()}")
     if resume_state is None:
@@ -897,7 +961,15 @@ def prepare_run(args, files):
 
 
 def train(args):
-    files = RunFiles(args.out)
+    global _DATA_PARALLEL
+    if args.distributed:
+        group = dist.init()
+        _DATA_PARALLEL = group if group.world_size > 1 else None
+        if args.device == "gpu":
+            dist.use_local_gpu()
+    files = RunFiles(args.out, writer=_is_writer())
+    if _DATA_PARALLEL is not None:
+        files.say(f"data parallel: {_DATA_PARALLEL.world_size} processes (rank 0 prints and writes)")
     run = prepare_run(args, files)
     with StopRequest(args.stop_at) as stop:
         code = run.fit(stop)
