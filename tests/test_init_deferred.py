@@ -125,3 +125,15 @@ def test_large_draws_are_the_same_on_any_number_of_cores_and_keep_their_distribu
     assert uniform.min() >= -3.0 and uniform.max() < 1.0 and abs(uniform.mean() + 1.0) < 0.1
     # the chunks are not copies of one another
     assert len(np.unique(normal)) == normal.size
+
+
+def test_loading_a_state_dict_draws_no_default_it_then_overwrites():
+    tinynet.manual_seed(0)
+    source = nn.Linear(300, 200)
+    state = {name: array.copy() for name, array in source.state_dict().items()}
+    tinynet.manual_seed(1)
+    before = tinynet.backend.generator("cpu").get_state()
+    target = nn.Linear(300, 200)
+    target.load_state_dict(state)
+    assert tinynet.backend.generator("cpu").get_state() == before      # nothing was drawn
+    np.testing.assert_array_equal(target.weight.numpy(), state["weight"])

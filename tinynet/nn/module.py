@@ -224,9 +224,10 @@ class Module:
             if name not in own and name not in buffers:
                 continue
             array = _as_array(value)
-            target = own[name].data if name in own else buffers[name]
-            if tuple(array.shape) != tuple(target.shape):
-                problems.append(f"{name}: expected shape {tuple(target.shape)}, got {tuple(array.shape)}")
+            # the parameter's shape, not its values: reading .data would draw a deferred default
+            expected_shape = own[name].shape if name in own else buffers[name].shape
+            if tuple(array.shape) != tuple(expected_shape):
+                problems.append(f"{name}: expected shape {tuple(expected_shape)}, got {tuple(array.shape)}")
                 continue
             staged[name] = array
         if problems:
