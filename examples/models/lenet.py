@@ -48,6 +48,7 @@ import numpy as np
 import tinynet
 from tinynet import nn
 from tinynet.nn import functional as F
+from tinynet.nn.description import LayerDescription, window_formula
 
 __all__ = ["LeNet5", "ScaledTanh", "TrainableSubsampling", "PartiallyConnectedConv2d", "C3_CONNECTIONS",
            "lenet5", "lenet5_classic", "MODELS"]
@@ -119,6 +120,15 @@ class TrainableSubsampling(nn.Module):
         window_sum = F.avg_pool2d(x, k, stride=k) * float(k * k)
         return window_sum * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
 
+    summary_label = "SUBSAMPLING"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        k = self.kernel_size
+        return LayerDescription(
+            text=f"sum of {k}x{k} windows at stride {k}, times a weight, plus a bias, per map",
+            size_formula=window_formula(input_shape, (k, k), (k, k), (0, 0)),
+            params_formula=f"{self.channels}+{self.channels} = {2 * self.channels:,}")
+
     def extra_repr(self):
         return f"{self.channels}, kernel_size={self.kernel_size}"
 
@@ -177,6 +187,19 @@ class PartiallyConnectedConv2d(nn.Module):
         _check_maps(f"PartiallyConnectedConv2d({self.in_channels}, {self.out_channels})", x, self.in_channels,
                     self.kernel_size)
         return F.conv2d(x, self.full_weight(), self.bias)
+
+    summary_label = "CONV"
+
+    def describe(self, input_shape, output_shape, is_model_output=False):
+        k, maps = self.kernel_size, self.out_channels
+        oh, ow = output_shape[2:4]
+        macs = oh * ow * self.num_connections * k * k         # only the connected input maps are summed
+        return LayerDescription(
+            text=f"{maps} {k}x{k} filters at stride 1, pad 0, {self.num_connections} of "
+                 f"{self.in_channels * maps} map connections (Table I)",
+            size_formula=window_formula(input_shape, (k, k), (1, 1), (0, 0)),
+            params_formula=f"{self.num_connections}*{k}*{k}+{maps} = {self.num_connections * k * k + maps:,}",
+            mult_adds=macs, mult_adds_formula=f"{oh}*{ow}*{self.num_connections}*{k}*{k} = {macs:,}")
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
