@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-import tinynet  # noqa: F401  (before NumPy: sets the BLAS thread defaults)
+import tinynet  # noqa: F401  (its thread settings apply in any import order)
 
 import models
 from models.compare import NETWORKS, comparison_table, describe, notes_table

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-import tinynet  # before NumPy: it sets OpenBLAS's thread spin, read when NumPy loads it
+import tinynet  # its thread settings apply in any import order (tinynet/_threads.py)
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -26,7 +26,7 @@ import os
 import sys
 import warnings
 
-import tinynet  # before NumPy: it sets OpenBLAS's thread spin, read when NumPy loads it
+import tinynet  # its thread settings apply in any import order (tinynet/_threads.py)
 import numpy as np
 from PIL import Image, ImageDraw
 

@@ -24,7 +24,7 @@ import math
 import os
 import sys
 
-import tinynet  # before NumPy: it sets OpenBLAS's thread spin, read when NumPy loads it
+import tinynet  # its thread settings apply in any import order (tinynet/_threads.py)
 import numpy as np
 from PIL import Image
 
