@@ -126,7 +126,9 @@ def writes(args):
     from tinynet.data.distributed_sampler import DistributedSampler
     shard = DistributedSampler(10, shuffle=False, even=False).indices()
     totals = dist.all_reduce([len(shard), int(np.sum(shard))])
-    print(f"rank {group.rank}: main_process_only returned {result}; totals {totals.tolist()}")
+    # one write per line: print() may send the text and its newline separately, which interleave
+    sys.stdout.write(f"rank {group.rank}: main_process_only returned {result}; totals {totals.tolist()}\n")
+    sys.stdout.flush()
 
 
 def main():
