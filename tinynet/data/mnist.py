@@ -32,8 +32,7 @@ import zlib
 
 import numpy as np
 
-from .dataset import Dataset, _check_index
-from .transforms import call_transform, default_rng
+from .dataset import ArrayDataset
 
 __all__ = ["IDXError", "MNISTNotFoundError", "read_idx", "load_mnist", "find_mnist_file", "MNIST",
            "MNIST_FILES"]
@@ -148,7 +147,7 @@ def load_mnist(root, split="train"):
     return images, labels
 
 
-class MNIST(Dataset):
+class MNIST(ArrayDataset):
     """One MNIST split as a :class:`~tinynet.data.Dataset` of ``(image, label)`` samples.
 
     ``image`` is the uint8 28x28 array (the DataLoader's collate turns it into float32
@@ -160,23 +159,9 @@ class MNIST(Dataset):
     classes = [str(digit) for digit in range(10)]
 
     def __init__(self, root, split="train", transform=None):
-        self.root, self.split, self.transform = os.fspath(root), split, transform
         images, labels = load_mnist(root, split)
-        self.images = images
-        self.targets = labels.astype(np.int64)
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return self.get(index)
-
-    def get(self, index, rng=None, substitute=True):
-        index = _check_index(index, len(self))
-        image = self.images[index]
-        if self.transform is not None:
-            image = call_transform(self.transform, image, default_rng() if rng is None else rng)
-        return image, int(self.targets[index])
+        super().__init__(images, labels.astype(np.int64), transform)   # the in-memory dataset, as is
+        self.root, self.split = os.fspath(root), split
 
     def with_transform(self, transform):
         """The same digits (shared, not copied) with another transform."""
