@@ -39,6 +39,16 @@ def _as_array(data, dtype=None, device=None):
     return array
 
 
+class _HookHandle:
+    """What registering a hook returns (here and in ``nn.Module``): ``remove()`` unregisters it."""
+
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
+
+
 class Tensor:
     """An n-dimensional array with an optional gradient.
 
@@ -249,7 +259,6 @@ class Tensor:
         its last contribution is in, while backward still runs.  Returns a handle whose
         ``remove()`` unregisters the hook.
         """
-        from .nn.module import _HookHandle
         if not callable(hook):
             raise TypeError(f"register_post_accumulate_grad_hook expects a callable, got {type(hook).__name__}")
         hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})

@@ -11,16 +11,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, _HookHandle
 from .parameter import Parameter
-
-
-class _HookHandle:
-    def __init__(self, hooks, key):
-        self.hooks, self.key = hooks, key
-
-    def remove(self):
-        self.hooks.pop(self.key, None)
 
 
 class Module:
