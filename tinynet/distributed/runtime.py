@@ -218,6 +218,9 @@ class MPIProcessGroup(ProcessGroup):
     def abort(self, message, code=1):
         sys.stderr.write(f"tinynet.distributed: {message}\n")
         sys.stderr.flush()
+        # mpiexec forwards each rank's output asynchronously, and Abort tears the job down at once:
+        # without a moment's grace the traceback above was once cut to its first line
+        time.sleep(0.5)
         self.comm.Abort(code)
 
     def _wait_requests(self, requests, what):
