@@ -73,7 +73,7 @@ from tinynet.data import DataLoader, ImageFolder, NoImagesError, Subset, train_v
 from tinynet.data import transforms as T  # noqa: E402
 from tinynet.nn import functional as F  # noqa: E402
 
-from alexnet import AlexNet  # noqa: E402
+import models  # noqa: E402  (examples/models: the registry of the course's networks)
 
 DEFAULT_DATA = "data/catdog/train"
 NO_DATA_HELP = """\
@@ -136,6 +136,17 @@ def _stop_point(text):
     return parts[0], int(parts[1]), int(parts[2])
 
 
+def _model_option(text):
+    """``KEY=VALUE`` -> ``(key, value)``; the value is read as JSON (3, 0.5, true, null, [1, 2]) or kept as text."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. batch_norm=true), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="alexnet_catdog.py",
@@ -166,15 +177,22 @@ def build_parser():
     add("--eval-only", action="store_true",
         help="score --checkpoint on its validation and test splits (centre crop and ten-crop)")
     add("--all", action="store_true", help="with --eval-only: score every photo in --data (a separate labelled folder)")
-    add("--checkpoint", default=None, help="checkpoint for --eval-only / --predict")
+    add("--checkpoint", nargs="+", default=None, metavar="NPZ",
+        help="checkpoint(s) for --eval-only / --predict; several make an ensemble (their softmax averaged)")
     add("--predict", nargs="+", metavar="IMAGE", help="print class probabilities for these photos")
+    add("--model", default="alexnet", choices=models.names(), metavar="NAME",
+        help="the network to train, from examples/models: " + ", ".join(models.names()))
+    add("--model-option", type=_model_option, action="append", default=[], metavar="KEY=VALUE",
+        help="a constructor option of --model, repeatable (e.g. batch_norm=true for VGG, "
+             "zero_init_residual=true for ResNet); a checkpoint records them")
     add("--init", choices=["paper", "kaiming"], default="kaiming",
         help="weight initialisation: the paper's N(0, 0.01) or He-normal (trains faster from scratch)")
     add("--patience", type=_number(int, 0), default=3,
         help="epochs without validation improvement before the learning rate is divided by 10")
-    add("--dropout", type=_number(float, 0, 1, high_open=True), default=0.5)
-    add("--groups", type=int, choices=[1, 2], default=1, help="2: the paper's two-GPU split")
-    add("--no-lrn", action="store_true", help="leave out local response normalisation")
+    add("--dropout", type=_number(float, 0, 1, high_open=True), default=0.5,
+        help="dropout probability (models with a dropout option: AlexNet, VGG, GoogLeNet)")
+    add("--groups", type=int, choices=[1, 2], default=1, help="AlexNet: 2 is the paper's two-GPU split")
+    add("--no-lrn", action="store_true", help="AlexNet: leave out local response normalisation")
     add("--no-ten-crop", action="store_true", help="skip the ten-crop evaluation at the end")
     add("--distributed", action="store_true",
         help="data-parallel training as one rank of an MPI job: mpiexec -n N python alexnet_catdog.py "
@@ -195,9 +213,12 @@ def parse_arguments(argv=None, parser=None):
     another value than the checkpoint's is a change to report.
     """
     parser = parser or build_parser()
-    dests = vars(parser.parse_args([]))
-    marked = parser.parse_args(argv, namespace=argparse.Namespace(**{k: _NOT_GIVEN for k in dests}))
-    given = {k for k, v in vars(marked).items() if v is not _NOT_GIVEN}
+    defaults = vars(parser.parse_args([]))
+    # a repeatable flag (action="append") extends its default list: given when the list grew
+    repeatable = {k for k, v in defaults.items() if isinstance(v, list)}
+    marked = parser.parse_args(argv, namespace=argparse.Namespace(
+        **{k: ([] if k in repeatable else _NOT_GIVEN) for k in defaults}))
+    given = {k for k, v in vars(marked).items() if (v != [] if k in repeatable else v is not _NOT_GIVEN)}
     args = parser.parse_args(argv)
     args.given = given
     return args
@@ -223,8 +244,9 @@ def check_arguments(args):
     for photo in args.predict or []:
         if not os.path.isfile(photo):
             raise UsageError(f"--predict {photo}: no such file")
-    if args.checkpoint and (args.eval_only or args.predict) and not os.path.isfile(args.checkpoint):
-        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+    for checkpoint in (args.checkpoint or []) if (args.eval_only or args.predict) else []:
+        if not os.path.isfile(checkpoint):
+            raise UsageError(f"--checkpoint {checkpoint}: no such file")
     if args.resume and (args.eval_only or args.predict):
         raise UsageError("--resume continues training; it does not combine with --eval-only or --predict")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -238,22 +260,44 @@ def check_arguments(args):
 
 
 # ----------------------------------------------------------------------------- the model
-# name -> constructor; a checkpoint stores {"name", "num_classes", "options"} (as examples/models'
-# registry does), so any script rebuilds the network from the checkpoint alone.
-MODELS = {"alexnet": AlexNet}
+# Flags of this script that are constructor options of some networks: (flag dest, option, value).
+# A network gets those of its constructor's options; typing one it does not have is an error.
+MODEL_FLAGS = [("groups", "groups", lambda a: a.groups), ("no_lrn", "lrn", lambda a: not a.no_lrn),
+               ("dropout", "dropout", lambda a: a.dropout), ("init", "init", lambda a: a.init)]
 
 
 def model_config_from_args(args, num_classes):
-    """The network this run trains: registry name, number of classes and constructor options."""
-    return {"name": "alexnet", "num_classes": int(num_classes),
-            "options": {"groups": args.groups, "lrn": not args.no_lrn, "dropout": args.dropout, "init": args.init}}
+    """The network this run trains: registry name, number of classes and constructor options.
+
+    A checkpoint stores this dict (``models.config_of``'s form), so every script rebuilds
+    the network from the checkpoint alone.
+    """
+    accepted = models.accepted_options(args.model)      # None: the factory takes any keyword
+    options = {}
+    for dest, option, value_of in MODEL_FLAGS:
+        if accepted is None or option in accepted:
+            options[option] = value_of(args)
+        elif dest in args.given:
+            raise UsageError(f"{_flag(dest)} does not apply to --model {args.model} (its options: "
+                             f"{', '.join(sorted(accepted)) or 'none'}; give them with --model-option KEY=VALUE)")
+    options.update(dict(args.model_option))
+    return {"name": args.model, "num_classes": int(num_classes), "options": options}
 
 
 def build_model(model_config):
-    name = model_config["name"]
-    if name not in MODELS:
-        raise UsageError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})")
-    return MODELS[name](num_classes=int(model_config["num_classes"]), **dict(model_config["options"]))
+    """The network of ``model_config`` (fresh weights); a bad name or option is a usage error."""
+    try:
+        return models.from_config(model_config)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--model {model_config.get('name')}: {error}") from None
+
+
+def training_loss(model, outputs, labels):
+    """``(loss, logits)``.  A network with auxiliary heads (GoogLeNet) returns several outputs in
+    training mode and defines ``model.loss(outputs, labels)`` to weigh them; the first is the logits."""
+    logits = outputs[0] if isinstance(outputs, tuple) else outputs
+    loss_of = getattr(model, "loss", None)
+    return (loss_of(outputs, labels) if callable(loss_of) else F.cross_entropy(logits, labels)), logits
 
 
 def _forward_error(model, size, device):
@@ -493,9 +537,6 @@ RESUME_RULES = [
     ("test_fraction", "test_fraction", lambda a: a.test_fraction, REFUSE,
      "it would change the split (test or validation photos would leak into training)"),
     ("max_images", "max_images", lambda a: a.max_images, REFUSE, "it would change which photos are used"),
-    ("groups", "groups", lambda a: a.groups, REFUSE, "it changes the model"),
-    ("no_lrn", "lrn", lambda a: not a.no_lrn, REFUSE, "it changes the model"),
-    ("dropout", "dropout", lambda a: a.dropout, REFUSE, "it changes the model"),
     ("lr", "lr", lambda a: a.lr, APPLY, None),
     ("momentum", "momentum", lambda a: a.momentum, APPLY, None),
     ("weight_decay", "weight_decay", lambda a: a.weight_decay, APPLY, None),
@@ -508,9 +549,27 @@ def _flag(dest):
     return "--" + dest.replace("_", "-")
 
 
-def reconcile_resume_config(args, saved):
+def model_changes(args, model_config):
+    """What the typed model flags would change in the checkpoint's network (each a refusal)."""
+    changes = []
+    if "model" in args.given and args.model != model_config["name"]:
+        changes.append(f"--model {args.model} differs from the checkpoint's {model_config['name']}")
+    saved = model_config["options"]
+    typed = [(dest, option, value_of(args)) for dest, option, value_of in MODEL_FLAGS
+             if dest in args.given and dest != "init"]       # --init only matters for a new run
+    typed += [("model_option", key, value) for key, value in args.model_option]
+    for dest, option, value in typed:
+        if saved.get(option, _NOT_GIVEN) != value:
+            shown = "--no-lrn" if dest == "no_lrn" else (f"--model-option {option}={json.dumps(value)}"
+                                                         if dest == "model_option" else f"{_flag(dest)} {value}")
+            was = saved[option] if option in saved else "not set"
+            changes.append(f"{shown} differs from the checkpoint's {option} = {was}")
+    return [f"{change}: it changes the model" for change in changes]
+
+
+def reconcile_resume_config(args, saved, model_config):
     """The configuration to continue with, and the notes to print; UsageError where it would be wrong."""
-    config, notes, refusals = dict(saved), [], []
+    config, notes, refusals = dict(saved), [], model_changes(args, model_config)
     for dest, key, value_of, policy, why in RESUME_RULES:
         if dest not in args.given:
             continue
@@ -555,7 +614,7 @@ class RunFiles:
         if _DATA_PARALLEL is not None:
             dist.barrier(f"barrier after writing {path}")
 
-    def write_metrics(self, history):
+    def write_metrics(self, history, title="Dogs vs. Cats (tinynet)"):
         """metrics.csv rewritten from the checkpoint's history: a resumed run never repeats a row."""
         if not self.writer:
             return
@@ -568,7 +627,7 @@ class RunFiles:
                 writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
                                  for k in METRIC_FIELDS})
         os.replace(temporary, path)
-        draw_curves(self.out / "curves.png", history)
+        draw_curves(self.out / "curves.png", history, title)
 
     def write_results(self, results):
         if self.writer:
@@ -582,7 +641,7 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accur
                  "epoch_seconds"]
 
 
-def draw_curves(path, history):
+def draw_curves(path, history, title="Dogs vs. Cats (tinynet)"):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -597,7 +656,7 @@ def draw_curves(path, history):
     right.plot(epochs, [100 * h["train_accuracy"] for h in history], "o-", label="train")
     right.plot(epochs, [100 * h["val_accuracy"] for h in history], "o-", label="validation")
     right.set_xlabel("epoch"), right.set_ylabel("accuracy (%)"), right.legend(), right.grid(alpha=0.3)
-    figure.suptitle("AlexNet on Dogs vs. Cats (tinynet)")
+    figure.suptitle(title)
     figure.tight_layout()
     temporary = path.with_name(".tmp-" + path.name)
     figure.savefig(temporary, dpi=100, format="png")
@@ -703,8 +762,7 @@ class TrainingRun:
         started = time.perf_counter()
         try:
             for images, labels in progress:
-                logits = self.network(tinynet.Tensor(images))
-                loss = F.cross_entropy(logits, labels)
+                loss, logits = training_loss(self.model, self.network(tinynet.Tensor(images)), labels)
                 loss_value = loss.item()
                 batch_correct = int((logits.numpy().argmax(axis=1) == backend.to_numpy(labels)).sum())
                 batch_loss, batch_count = loss_value * len(labels), len(labels)
@@ -767,7 +825,7 @@ class TrainingRun:
             self.best = {"epoch": row["epoch"], "val_accuracy": validation["accuracy"]}
             self.save_best()
         self.save_last()
-        self.files.write_metrics(self.history)
+        self.files.write_metrics(self.history, f"{self.model_config['name']} on Dogs vs. Cats (tinynet)")
         self.files.say(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
                        f"{100 * row['train_accuracy']:.1f}% | val loss {row['val_loss']:.4f} acc "
                        f"{100 * row['val_accuracy']:.1f}% | lr {row['lr']:.3g} | {row['images_per_second']:.1f} img/s")
@@ -901,13 +959,12 @@ def run_configuration(args, resume_state):
         config = {"image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr,
                   "momentum": args.momentum, "weight_decay": args.weight_decay, "val_fraction": args.val_fraction,
                   "test_fraction": args.test_fraction, "max_images": args.max_images, "seed": args.seed,
-                  "init": args.init, "patience": args.patience, "dropout": args.dropout, "groups": args.groups,
-                  "lrn": not args.no_lrn, "data": os.path.abspath(args.data)}
+                  "init": args.init, "patience": args.patience, "data": os.path.abspath(args.data)}
         return config, None, []
     if resume_state.get("kind") != CHECKPOINT_KIND or resume_state.get("version") != CHECKPOINT_VERSION:
         raise tinynet.CheckpointError(f"{args.out}/last.npz was not written by this version of alexnet_catdog.py; "
                                       f"start a new run")
-    config, notes = reconcile_resume_config(args, resume_state["config"])
+    config, notes = reconcile_resume_config(args, resume_state["config"], resume_state["model_config"])
     if "data" in args.given and os.path.abspath(args.data) != config["data"]:
         config["data"] = os.path.abspath(args.data)
         notes.append(f"--data {args.data} differs from the checkpoint's {resume_state['config']['data']}: "
@@ -989,9 +1046,26 @@ def train(args):
     return 0
 
 
+def load_members(paths, device):
+    """``[(model, state), ...]`` of one or more checkpoints, checked to predict the same classes."""
+    members = [load_model(path, device) for path in paths]
+    classes = members[0][1]["classes"]
+    for path, (_, state) in zip(paths[1:], members[1:]):
+        if list(state["classes"]) != list(classes):
+            raise UsageError(f"--checkpoint {path} predicts the classes {list(state['classes'])}, "
+                             f"{paths[0]} predicts {list(classes)}: an ensemble needs the same classes in "
+                             f"the same order")
+    return members
+
+
+def member_name(path, state):
+    return f"{state['model_config']['name']} ({path})"
+
+
 def predict(args):
-    model, state = load_model(args.checkpoint, args.device)
-    *_, ten_crop = make_transforms(state["config"]["image_size"], state["statistics"])
+    """Class probabilities of each photo: ten-crop softmax, averaged over the checkpoints given."""
+    members = load_members(args.checkpoint, args.device)
+    classes = members[0][1]["classes"]
     from tinynet.data import BadImageError, load_image
     for path in args.predict:
         try:
@@ -999,30 +1073,117 @@ def predict(args):
         except (BadImageError, OSError) as error:
             print(f"{path}: cannot read this image ({error})")
             continue
-        crops = ten_crop(image, np.random.default_rng(0))
-        with tinynet.no_grad():
-            logits = model(tinynet.tensor(crops, device=args.device))
-            probabilities = F.softmax(logits, dim=1).numpy().mean(axis=0)
-        ranked = ", ".join(f"{name} {p:.3f}" for name, p in sorted(zip(state["classes"], probabilities),
+        probabilities = np.zeros(len(classes))
+        for model, state in members:  # each member with its own crop size and colour statistics
+            *_, ten_crop = make_transforms(state["config"]["image_size"], state["statistics"])
+            crops = ten_crop(image, np.random.default_rng(0))
+            with tinynet.no_grad():
+                logits = model(tinynet.tensor(crops, device=args.device))
+                probabilities += F.softmax(logits, dim=1).numpy().mean(axis=0) / len(members)
+        ranked = ", ".join(f"{name} {p:.3f}" for name, p in sorted(zip(classes, probabilities),
                                                                    key=lambda item: -item[1]))
         print(f"{path}: {ranked}")
     return 0
 
 
+def split_probabilities(model, state, data, indices, crop, device, workers, batch_size=None):
+    """``(probabilities (N, classes), labels (N,))`` of ``model`` on the photos ``indices`` of ``data``
+    (None: all), in that order, with the checkpoint's own crop size and colour statistics."""
+    config = state["config"]
+    _, centre, ten = make_transforms(config["image_size"], state["statistics"])
+    batch_size = batch_size or config["batch_size"]
+    transform, size = (centre, batch_size) if crop == "centre_crop" else (ten, max(1, batch_size // 8))
+    max_images = None if indices is None else config["max_images"]
+    folder = open_folder(data, transform, max_images, config["seed"], state["classes"])
+    loader = DataLoader(folder if indices is None else Subset(folder, indices), batch_size=size,
+                        num_workers=workers, device=device)
+    probabilities, labels = [], []
+    model.eval()
+    with tinynet.no_grad():
+        for images, targets in loader:
+            if images.ndim == 5:  # ten crops per image: average their softmax
+                n, crops = images.shape[:2]
+                logits = model(tinynet.Tensor(images.reshape((n * crops,) + images.shape[2:])))
+                probabilities.append(F.softmax(logits, dim=1).numpy().reshape(n, crops, -1).mean(axis=1))
+            else:
+                probabilities.append(F.softmax(model(tinynet.Tensor(images)), dim=1).numpy())
+            labels.append(backend.to_numpy(targets))
+    return np.concatenate(probabilities).astype(np.float64), np.concatenate(labels)
+
+
+def score_probabilities(probabilities, labels):
+    """Loss, accuracy and interval of class probabilities against labels."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    correct = int((probabilities.argmax(axis=1) == labels).sum())
+    return with_interval({"loss": float(-np.log(np.maximum(picked, 1e-12)).mean()), "correct": correct,
+                          "accuracy": correct / max(len(labels), 1), "images": int(len(labels))})
+
+
+def check_known_classes(data, classes):
+    """--all scores a labelled folder: every class in it must be one the checkpoint predicts."""
+    unknown = sorted(set(ImageFolder(data).classes) - set(classes))
+    if unknown:
+        raise UsageError(f"--all: {data} has photos of class(es) {unknown} that the checkpoint does not "
+                         f"know (its classes: {classes})")
+
+
+def evaluate_ensemble(args):
+    """Each checkpoint and their average (the softmax of the members, averaged) on the same photos.
+
+    Without --all the members must share the photos and the split (same --data, seed and
+    fractions), so that no member has trained on a photo the ensemble is scored on.
+    """
+    members = load_members(args.checkpoint, args.device)
+    first = members[0][1]
+    batch_size = args.batch_size if "batch_size" in args.given else None
+    if args.all:
+        check_known_classes(args.data, first["classes"])
+        data, splits = args.data, {"all photos": None}
+    else:
+        data = os.path.abspath(args.data) if "data" in args.given else first["config"]["data"]
+        for path, (_, state) in zip(args.checkpoint[1:], members[1:]):
+            same = (state["config"]["data_fingerprint"] == first["config"]["data_fingerprint"] and
+                    all(np.array_equal(state["split"][k], first["split"][k]) for k in ("train", "val", "test")))
+            if not same:
+                raise UsageError(f"--checkpoint {path} was trained on other photos or another split than "
+                                 f"{args.checkpoint[0]}: one member's validation or test photos may be another's "
+                                 f"training photos. Train the members with the same --data, --seed, "
+                                 f"--val-fraction and --test-fraction, or score on a separate folder with --all")
+        splits = {name: np.asarray(first["split"][key], np.int64) for key, name in
+                  (("val", "validation"), ("test", "test")) if len(first["split"][key])}
+    crops = ("centre_crop",) if args.no_ten_crop else ("centre_crop", "ten_crop")
+    print(f"ensemble of {len(members)}: " + "; ".join(member_name(p, st) for p, (_, st) in
+                                                       zip(args.checkpoint, members)))
+    results = {}
+    for split, indices in splits.items():
+        for crop in crops:
+            outputs = [split_probabilities(model, state, data, indices, crop, args.device, args.workers, batch_size)
+                       for model, state in members]
+            labels = outputs[0][1]
+            rows = [(member_name(p, st), score_probabilities(probs, labels))
+                    for p, (_, st), (probs, _) in zip(args.checkpoint, members, outputs)]
+            average = np.mean([probs for probs, _ in outputs], axis=0)
+            rows.append(("ensemble (mean softmax)", score_probabilities(average, labels)))
+            print(f"{split}, {crop.replace('_', ' ')}, {len(labels)} images:")
+            for name, score in rows:
+                print(f"  {name:<50} {describe(score)}  loss {score['loss']:.4f}")
+            results[f"{split}/{crop}"] = {name: score for name, score in rows}
+    return results
+
+
 def evaluate_only(args):
     """Score a checkpoint: on its own validation and test splits, or (--all) on every photo of --data."""
-    model, state = load_model(args.checkpoint, args.device)
+    if len(args.checkpoint) > 1:
+        evaluate_ensemble(args)
+        return 0
+    model, state = load_model(args.checkpoint[0], args.device)
     config, classes = state["config"], state["classes"]
     ten_crop = not args.no_ten_crop
     common = (dict(config, max_images=None if args.all else config["max_images"]), state["statistics"], classes,
               args.device, args.workers, ten_crop, args.batch_size if "batch_size" in args.given else None)
     if args.all:
-        folder = open_folder(args.data, None, None, 0, classes)
-        unknown = sorted(set(ImageFolder(args.data).classes) - set(classes))
-        if unknown:
-            raise UsageError(f"--all: {args.data} has photos of class(es) {unknown} that the checkpoint does not "
-                             f"know (its classes: {classes})")
-        print(f"data: {folder.summary()}")
+        check_known_classes(args.data, classes)
+        print(f"data: {open_folder(args.data, None, None, 0, classes).summary()}")
         scores = score_split(model, args.data, None, *common)
         for name, score in scores.items():
             print(f"{name.replace('_', ' ')}: accuracy {describe(score)} on all {score['images']} images "

@@ -16,9 +16,12 @@ on.  The paths that exist:
     op                    CPU                                   GPU
     conv2d                im2col (numba) + GEMM (OpenBLAS);     im2col (numba.cuda) + GEMM (cuBLAS);
                           Winograd (conv2d_winograd.py);        1x1: GEMM on x's layout
+                          strided: space to depth + Winograd
+                          (conv2d_space_to_depth.py);
                           1x1: GEMM on x's layout
     im2col / col2im       numba                                 numba.cuda
     conv2d_winograd       numba transforms + GEMM               (none: the GPU uses im2col)
+    conv2d_space_to_depth numba rearrangement + Winograd        (none: the GPU uses im2col)
     max_pool2d            numba                                 numba.cuda
     avg_pool2d            numba                                 numba.cuda
     adaptive_avg_pool2d   numba                                 numba.cuda

@@ -24,6 +24,7 @@ from tinynet.data import train_val_split, train_val_test_split
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import alexnet_catdog  # noqa: E402
+import models  # noqa: E402
 
 
 class TinyNet(nn.Module):
@@ -66,10 +67,10 @@ def photos(tmp_path_factory):
 
 def use_tiny_model(patch, **options):
     """Train TinyNet instead of AlexNet; skip drawing curves.png (matplotlib costs ~0.4 s per epoch)."""
-    patch.setitem(alexnet_catdog.MODELS, "tiny", TinyNet)
+    patch.setitem(models.registry(), "tiny", TinyNet)
     patch.setattr(alexnet_catdog, "model_config_from_args",
                   lambda args, n: {"name": "tiny", "num_classes": n, "options": dict(options, dropout=args.dropout)})
-    patch.setattr(alexnet_catdog, "draw_curves", lambda path, history: False)
+    patch.setattr(alexnet_catdog, "draw_curves", lambda *arguments: False)
 
 
 @pytest.fixture
@@ -530,7 +531,7 @@ GPU_RUN = ["--device", "gpu", "--no-ten-crop", "--test-fraction", "0", "--max-im
 
 def test_resume_on_the_gpu_is_exact(tiny, photos, tmp_path, monkeypatch, gpu_xp):
     """On --device gpu the dropout masks come from the GPU generator: its state must travel in last.npz."""
-    monkeypatch.setitem(alexnet_catdog.MODELS, "tiny", LinearNet)
+    monkeypatch.setitem(models.registry(), "tiny", LinearNet)
     assert run(tmp_path / "straight", photos, *GPU_RUN, epochs=2) == 0
     assert run(tmp_path / "resumed", photos, *GPU_RUN, "--stop-at", "train:1:1", epochs=2) == 130
     assert run(tmp_path / "resumed", photos, *GPU_RUN, "--resume", epochs=2) == 0
@@ -562,10 +563,124 @@ def test_generator_states_of_every_device_in_use_are_saved_and_restored(tiny, ph
             restored.append((self.device, state["device"]))
             self.inner.set_state(state["inner"])
 
-    monkeypatch.setitem(alexnet_catdog.MODELS, "tiny", LinearNet)
+    monkeypatch.setitem(models.registry(), "tiny", LinearNet)
     monkeypatch.setattr(backend, "generator", lambda device="cpu": Watched(backend.normalize_device(device)))
     assert run(tmp_path, photos, *GPU_RUN, "--stop-at", "train:1:1", epochs=1) == 130
     saved = tinynet.load(tmp_path / "last.npz")["generators"]
     assert sorted(saved) == ["cpu", "gpu"] and saved["gpu"]["device"] == "gpu"
     assert run(tmp_path, photos, *GPU_RUN, "--resume", epochs=1) == 0
     assert sorted(restored) == [("cpu", "cpu"), ("gpu", "gpu")]
+
+
+# ----------------------------------------------------------------------------- --model and ensembles
+QUICK = ["--no-ten-crop", "--epochs", "1"]
+
+
+def test_model_flag_trains_a_registry_network_and_the_checkpoint_rebuilds_it(photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(alexnet_catdog, "draw_curves", lambda *a: False)
+    options = ["--model", "resnet20", "--model-option", "shortcut=\"B\"", "--model-option", "zero_init_residual=true"]
+    assert run(tmp_path, photos, *QUICK, *options, epochs=1) == 0
+    best = tinynet.load(tmp_path / "best.npz")
+    assert best["model_config"] == {"name": "resnet20", "num_classes": 2,
+                                    "options": {"shortcut": "B", "zero_init_residual": True}}
+    model, _ = alexnet_catdog.load_model(tmp_path / "best.npz", "cpu")
+    assert type(model).__name__ == "CifarResNet" and model.registry_config["options"]["shortcut"] == "B"
+    for name, weight in model.state_dict().items():
+        np.testing.assert_array_equal(weight, best["model"][name])
+    capsys.readouterr()
+    # the script's AlexNet flags are options of the networks that have them, and an error elsewhere
+    assert run(tmp_path / "x", photos, *QUICK, "--model", "resnet20", "--groups", "2") == 2
+    assert "--groups does not apply to --model resnet20" in capsys.readouterr().err
+    assert run(tmp_path / "y", photos, *QUICK, "--model", "resnet20", "--model-option", "depth_typo=3") == 2
+    assert "unknown option(s) depth_typo" in capsys.readouterr().err
+    # --resume refuses another network or other options
+    assert run(tmp_path, photos, *QUICK, "--resume", "--model", "plain20", epochs=2) == 2
+    assert "--model plain20 differs from the checkpoint's resnet20: it changes the model" in capsys.readouterr().err
+    assert run(tmp_path, photos, *QUICK, "--resume", "--model-option", "shortcut=\"A\"", epochs=2) == 2
+    assert "shortcut=\"A\" differs from the checkpoint's shortcut = B" in capsys.readouterr().err
+
+
+def test_a_network_with_auxiliary_heads_trains_on_its_own_loss():
+    """GoogLeNet returns (logits, aux1, aux2) in training and defines loss(); the script must use it."""
+    logits = tinynet.tensor(np.array([[2.0, 0.0], [0.0, 1.0]], np.float32))
+    aux = tinynet.tensor(np.array([[0.0, 3.0], [3.0, 0.0]], np.float32))
+    labels = np.array([0, 1])
+    models.create("googlenet", num_classes=2)  # the registry's GoogLeNet defines loss()
+    from models.googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
+
+    net = GoogLeNet.__new__(GoogLeNet)  # only its loss method is used here
+    loss, used_logits = alexnet_catdog.training_loss(net, GoogLeNetOutputs(logits, aux, aux), labels)
+    assert used_logits is logits
+    expected = googlenet_loss(GoogLeNetOutputs(logits, aux, aux), labels).item()
+    assert loss.item() == pytest.approx(expected) and expected > F_cross_entropy(logits, labels) + 0.5
+    plain, same = alexnet_catdog.training_loss(TinyNet(), logits, labels)
+    assert same is logits and plain.item() == pytest.approx(F_cross_entropy(logits, labels))
+
+
+def F_cross_entropy(logits, labels):
+    from tinynet.nn import functional as F
+    return F.cross_entropy(logits, labels).item()
+
+
+@pytest.fixture(scope="module")
+def two_members(photos, tmp_path_factory):
+    """Two tiny networks trained on the same split (same seed and fractions), differently."""
+    outs = []
+    with pytest.MonkeyPatch.context() as patch:
+        use_tiny_model(patch)
+        for lr in ("0.05", "0.2"):
+            out = tmp_path_factory.mktemp(f"member-lr{lr}")
+            assert run(out, photos, "--no-ten-crop", "--lr", lr, epochs=2) == 0
+            outs.append(out / "best.npz")
+    return outs
+
+
+def test_an_ensemble_averages_its_members_softmax(tiny, two_members, photos, capsys):
+    first, second = (str(p) for p in two_members)
+    assert alexnet_catdog.main(["--eval-only", "--checkpoint", first, second, "--no-ten-crop"]) == 0
+    printed = capsys.readouterr().out
+    assert "ensemble of 2: tiny" in printed and "ensemble (mean softmax)" in printed
+    # the same figures by hand, from each member's probabilities
+    state = tinynet.load(first)
+    indices = np.asarray(state["split"]["test"], np.int64)
+    outputs = [alexnet_catdog.split_probabilities(*alexnet_catdog.load_model(p, "cpu"), state["config"]["data"],
+                                                  indices, "centre_crop", "cpu", 0) for p in (first, second)]
+    assert np.array_equal(outputs[0][1], outputs[1][1])
+    average = (outputs[0][0] + outputs[1][0]) / 2
+    assert not np.allclose(outputs[0][0], outputs[1][0]), "members that agree everywhere test nothing"
+    correct = int((average.argmax(axis=1) == outputs[0][1]).sum())
+    test_block = printed[printed.index("test, centre crop"):]
+    ensemble_line = next(line for line in test_block.splitlines() if "ensemble (mean softmax)" in line)
+    assert f"{100 * correct / len(indices):.2f}%" in ensemble_line
+    loss = -np.log(average[np.arange(len(indices)), outputs[0][1]]).mean()
+    assert f"loss {loss:.4f}" in ensemble_line
+
+
+def test_ensemble_members_must_share_the_split_and_the_classes(tiny, two_members, photos, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert run(other, photos, "--no-ten-crop", "--seed", "5", epochs=1) == 0
+    capsys.readouterr()
+    assert alexnet_catdog.main(["--eval-only", "--checkpoint", str(two_members[0]), str(other / "best.npz")]) == 2
+    assert "was trained on other photos or another split" in capsys.readouterr().err
+    # --all scores a separate folder: the splits no longer matter
+    assert alexnet_catdog.main(["--eval-only", "--checkpoint", str(two_members[0]), str(other / "best.npz"),
+                                "--data", str(photos), "--all", "--no-ten-crop"]) == 0
+    assert "all photos, centre crop, 24 images" in capsys.readouterr().out
+    birds = write_photos(tmp_path / "birds", per_class=6, classes=("cat", "bird"))
+    assert run(tmp_path / "birdrun", birds, "--no-ten-crop", "--val-fraction", "0.34", "--test-fraction", "0.34",
+               epochs=1) == 0
+    capsys.readouterr()
+    assert alexnet_catdog.main(["--eval-only", "--checkpoint", str(two_members[0]),
+                                str(tmp_path / "birdrun" / "best.npz")]) == 2
+    assert "an ensemble needs the same classes" in capsys.readouterr().err
+
+
+def test_prediction_averages_the_members(tiny, two_members, photos, capsys):
+    photo = str(sorted(photos.glob("cat.*.jpg"))[0])
+    per_member = []
+    for member in two_members:
+        assert alexnet_catdog.main(["--predict", photo, "--checkpoint", str(member)]) == 0
+        per_member.append(float(capsys.readouterr().out.split("cat ")[1].split(",")[0]))
+    assert alexnet_catdog.main(["--predict", photo, "--checkpoint", *map(str, two_members)]) == 0
+    together = float(capsys.readouterr().out.split("cat ")[1].split(",")[0])
+    assert together == pytest.approx(sum(per_member) / 2, abs=1.5e-3)

@@ -23,7 +23,7 @@ import importlib
 import pkgutil
 
 __all__ = ["create", "names", "config_of", "from_config", "checkpoint_entries", "model_from_checkpoint", "factories",
-           "CONFIG_KEY"]
+           "registry", "accepted_options", "CONFIG_KEY"]
 
 #: where a checkpoint written with :func:`checkpoint_entries` keeps the model's registry config
 CONFIG_KEY = "model_config"
@@ -73,6 +73,20 @@ def names():
 def factories():
     """A copy of the name -> factory table."""
     return dict(_collect())
+
+
+def registry():
+    """The live name -> factory table: add an entry to train a network of your own with the
+    scripts (``models.registry()["mynet"] = MyNet``; ``--model mynet``)."""
+    return _collect()
+
+
+def accepted_options(name):
+    """The keyword options ``create(name, ...)`` takes besides num_classes (None: any keyword)."""
+    table = _collect()
+    if name not in table:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(table))}")
+    return _accepted_options(table[name])
 
 
 def create(name, num_classes=1000, **options):

@@ -156,4 +156,5 @@ def alexnet(num_classes=1000, **options):
     return AlexNet(num_classes=num_classes, **options)
 
 
-MODELS = {"alexnet": alexnet}
+# the class itself, so that the registry sees its keyword options (alexnet() takes **options)
+MODELS = {"alexnet": AlexNet}

@@ -183,6 +183,10 @@ class GoogLeNet(nn.Module):
             return GoogLeNetOutputs(logits, aux1, aux2)
         return logits
 
+    def loss(self, outputs, targets):
+        """The training loss of what forward returned (the training scripts look for this method)."""
+        return googlenet_loss(outputs, targets)
+
 
 def googlenet_loss(outputs, targets, aux_weight=AUX_LOSS_WEIGHT):
     """Cross-entropy of the main logits, plus ``aux_weight`` (0.3) times each auxiliary loss in training.
