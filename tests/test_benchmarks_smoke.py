@@ -80,3 +80,16 @@ def test_profile_step_smoke():
                      "SGD update", "Python / autograd / untimed"):
         assert category in out, category
     assert "by group: " in out
+
+
+def test_separate_processes_smoke(tmp_path):
+    """Each framework in its own process: the tinynet process never loads PyTorch, every row has both."""
+    out = _run(["benchmarks/separate_processes.py", "--smoke", "--models", "alexnet", "--json",
+                str(tmp_path / "separate.json")])
+    assert "each framework in its own processes" in out and "alexnet train_step b=2 67px" in out
+    report = json.loads((tmp_path / "separate.json").read_text())
+    assert [row["benchmark"] for row in report["table"]] == ["alexnet inference b=2 67px",
+                                                               "alexnet train_step b=2 67px"]
+    for row in report["table"]:
+        assert row["tinynet_img_s"] > 0 and row["torch_img_s"] > 0
+        assert abs(row["ratio"] - row["tinynet_img_s"] / row["torch_img_s"]) < 1e-9
