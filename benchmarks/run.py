@@ -556,7 +556,8 @@ def bench_layers(args, tiny_model, torch_model, table, results):
         tiny["fwd+bwd"] = [f + b for f, b in zip(tiny["fwd"], tiny["bwd"])]
         ref["fwd+bwd"] = [f + b for f, b in zip(ref["fwd"], ref["bwd"])]
         results["layers"][name] = {"input_shape": shape, "tinynet_s": tiny, "torch_s": ref}
-        bound = 1.0 if name.startswith(("pool", "norm")) else 0.8
+        # issue 13: conv1 >= 1.0x; the other layers keep the earlier rounds' bounds
+        bound = 1.0 if name.startswith(("pool", "norm")) or name == "conv1" else 0.8
         shape_text = "x".join(str(s) for s in shape)
         for part in ("fwd", "bwd", "fwd+bwd"):
             t, r = _median(tiny[part]) * 1e3, _median(ref[part]) * 1e3
@@ -603,7 +604,7 @@ def bench_net(args, tiny_model, torch_model, table, results, headlines):
         tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
         t, r = batch / _median(tiny["s"]), batch / _median(ref["s"])
         results["net"]["inference"][batch] = {"tinynet_s": tiny["s"], "torch_s": ref["s"]}
-        target = (">=", 1.0) if batch in (1, 64) else None
+        target = {1: (">=", 1.2), 64: (">=", 1.0)}.get(batch)     # issue 13: b=1 >= 1.2x
         table.add(f"alexnet inference b={batch} {size}px", "img/s", t, r, t / r, target)
         headlines.append(f"alexnet inference b={batch} {size}px: tinynet {t:.1f} img/s, "
                          f"torch {r:.1f} img/s, ratio {t / r:.2f}")
@@ -641,7 +642,7 @@ def bench_net(args, tiny_model, torch_model, table, results, headlines):
         tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
         t, r = batch / _median(tiny["s"]), batch / _median(ref["s"])
         results["net"]["train_step"][batch] = {"tinynet_s": tiny["s"], "torch_s": ref["s"]}
-        target = (">=", 1.0) if batch == 64 else None
+        target = (">=", 1.3) if batch == 64 else None                # issue 13
         table.add(f"alexnet train_step b={batch} {size}px", "img/s", t, r, t / r, target)
         headlines.append(f"alexnet train_step b={batch} {size}px: tinynet {t:.1f} img/s, "
                          f"torch {r:.1f} img/s, ratio {t / r:.2f}")
@@ -1094,7 +1095,7 @@ def bench_memory(args, table, results, headlines):
     mib = 1024.0 ** 2
     t, r = out["tinynet"]["step_bytes"] / mib, out["torch"]["step_bytes"] / mib
     b, s = args.memory_batch, args.size
-    table.add(f"peak memory train_step b={b} {s}px (step)", "MiB", t, r, t / r, ("<=", 1.3),
+    table.add(f"peak memory train_step b={b} {s}px (step)", "MiB", t, r, t / r, ("<=", 1.0),
               note="VmHWM - VmRSS before the step")
     tp, rp = out["tinynet"]["peak_bytes"] / mib, out["torch"]["peak_bytes"] / mib
     table.add(f"peak RSS of the process b={b} {s}px (total)", "MiB", tp, rp, tp / rp,

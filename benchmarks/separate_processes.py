@@ -89,17 +89,11 @@ def child(args):
         sys.path.insert(0, HERE)
         import torch_zoo
 
+        from run import _torch_only_model      # run.py imports nothing heavy at its top
+
         def build(name):
             if name == "alexnet":
-                lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
-                nn = torch.nn
-                return nn.Sequential(
-                    nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.MaxPool2d(3, 2), nn.LocalResponseNorm(**lrn),
-                    nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.LocalResponseNorm(**lrn),
-                    nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(), nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(),
-                    nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d(6),
-                    nn.Flatten(), nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
-                    nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, args.classes))
+                return _torch_only_model(args.classes)
             return torch_zoo.create(name, num_classes=args.classes)
 
         def infer(model, x):

@@ -74,6 +74,7 @@ from tinynet.data import transforms as T  # noqa: E402
 from tinynet.nn import functional as F  # noqa: E402
 
 import models  # noqa: E402  (examples/models: the registry of the course's networks)
+from script_tools import draw_training_curves  # noqa: E402
 
 DEFAULT_DATA = "data/catdog/train"
 NO_DATA_HELP = """\
@@ -642,27 +643,7 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accur
 
 
 def draw_curves(path, history, title="Dogs vs. Cats (tinynet)"):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    epochs = [h["epoch"] for h in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    left.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
-    left.set_xlabel("epoch"), left.set_ylabel("cross-entropy loss"), left.legend(), left.grid(alpha=0.3)
-    right.plot(epochs, [100 * h["train_accuracy"] for h in history], "o-", label="train")
-    right.plot(epochs, [100 * h["val_accuracy"] for h in history], "o-", label="validation")
-    right.set_xlabel("epoch"), right.set_ylabel("accuracy (%)"), right.legend(), right.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    temporary = path.with_name(".tmp-" + path.name)
-    figure.savefig(temporary, dpi=100, format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
-    return True
+    return draw_training_curves(path, history, title)
 
 
 def _fresh_running():

@@ -44,11 +44,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tinynet import backend, optim  # noqa: E402
-from tinynet.data import (MNIST, DataLoader, IDXError, MNISTNotFoundError, Subset,  # noqa: E402
+from tinynet.data import (MNIST, DataLoader, Subset,  # noqa: E402
                           stratified_indices)
 from tinynet.nn import functional as F  # noqa: E402
 
 import models  # noqa: E402
+from script_tools import main_for_mnist, pyplot, save_figure  # noqa: E402
 from lenet_mnist import DEFAULT_DATA, NO_DATA_HELP, DigitTransform, cosine_lr, input_scaling  # noqa: E402
 
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
@@ -132,13 +133,10 @@ class Trainee:
 
 
 def draw(path, history, title):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib import ticker
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
+    from matplotlib import ticker
     families = [("plain", [m for m in history if not m.startswith("resnet")]),
                 ("ResNet", [m for m in history if m.startswith("resnet")])]
     families = [(label, names) for label, names in families if names]
@@ -160,11 +158,7 @@ def draw(path, history, title):
         axis.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
         axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     figure.suptitle(title)
-    figure.tight_layout()
-    temporary = path.with_name(".tmp-" + path.name)
-    figure.savefig(temporary, dpi=100, format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure(figure, path)
     return True
 
 
@@ -227,18 +221,7 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_arguments(argv)
-    try:
-        return run(args)
-    except MNISTNotFoundError as error:
-        print(f"{error}\n\n" + NO_DATA_HELP.format(where=os.path.abspath(args.data)), file=sys.stderr)
-        return 2
-    except IDXError as error:
-        print(f"error: a damaged MNIST file: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return main_for_mnist(run, parse_arguments(argv), NO_DATA_HELP)
 
 
 if __name__ == "__main__":

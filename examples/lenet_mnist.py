@@ -38,11 +38,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tinynet import backend, optim  # noqa: E402
-from tinynet.data import (MNIST, DataLoader, IDXError, MNISTNotFoundError, Subset,  # noqa: E402
+from tinynet.data import (MNIST, DataLoader, Subset,  # noqa: E402
                           stratified_indices)
 from tinynet.nn import functional as F  # noqa: E402
 
 import models  # noqa: E402
+from script_tools import draw_training_curves, main_for_mnist  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = os.path.normpath(PROJECT_ROOT / ".." / "shared" / "data" / "mnist")
@@ -158,28 +159,7 @@ def append_metrics(path, row):
 
 
 def draw_curves(path, history, title):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    epochs = [h["epoch"] for h in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    left.plot(epochs, [h["val_loss"] for h in history], "o-", label="held out")
-    left.set_xlabel("epoch"), left.set_ylabel("cross-entropy loss"), left.legend(), left.grid(alpha=0.3)
-    right.plot(epochs, [100 * (1 - h["train_accuracy"]) for h in history], "o-", label="train")
-    right.plot(epochs, [100 * (1 - h["val_accuracy"]) for h in history], "o-", label="held out")
-    right.set_yscale("log")
-    right.set_xlabel("epoch"), right.set_ylabel("error (%)"), right.legend(), right.grid(alpha=0.3, which="both")
-    figure.suptitle(title)
-    figure.tight_layout()
-    temporary = path.with_name(".tmp-" + path.name)
-    figure.savefig(temporary, dpi=100, format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
-    return True
+    return draw_training_curves(path, history, title, held_out="held out", as_error=True)
 
 
 # ----------------------------------------------------------------------------- training
@@ -326,18 +306,7 @@ def train(args):
 
 
 def main(argv=None):
-    args = parse_arguments(argv)
-    try:
-        return train(args)
-    except MNISTNotFoundError as error:
-        print(f"{error}\n\n" + NO_DATA_HELP.format(where=os.path.abspath(args.data)), file=sys.stderr)
-        return 2
-    except IDXError as error:
-        print(f"error: a damaged MNIST file: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:     # e.g. a --val-size that leaves nothing to train on
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return main_for_mnist(train, parse_arguments(argv), NO_DATA_HELP)
 
 
 if __name__ == "__main__":

@@ -162,3 +162,47 @@ def test_training_a_tiny_classifier_reduces_the_loss():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.3 * first
+
+
+# ----------------------------------------------------------------------------- what the graph keeps alive
+def test_the_graph_does_not_keep_an_intermediate_that_backward_does_not_need():
+    """A ReLU saves its output, not its input: the convolution's output must be freed as soon as the
+    ReLU has run (nodes reach computed inputs through GraphEdge, not the tensor), and backward must
+    still give the right gradients."""
+    import gc
+    import weakref
+    from tinynet import nn
+
+    rng = np.random.default_rng(0)
+    conv = nn.Conv2d(2, 3, 3).double()
+    x = tinynet.tensor(rng.standard_normal((2, 2, 6, 6)), requires_grad=True)
+    hidden = conv(x)
+    hidden_ref, hidden_array_ref = weakref.ref(hidden), weakref.ref(hidden.data)
+    expected_mask = hidden.data > 0
+    y = nn.functional.relu(hidden)
+    del hidden
+    gc.collect()
+    assert hidden_ref() is None and hidden_array_ref() is None, "the conv output outlived its consumer's forward"
+    (y * y).sum().backward()
+    grad_y = 2 * np.where(expected_mask, y.data, 0)
+    # the same computation with the conv output held (and its gradient retained): same gradients
+    conv2 = nn.Conv2d(2, 3, 3).double()
+    conv2.load_state_dict({k: v.copy() for k, v in conv.state_dict().items()})
+    x2 = tinynet.tensor(x.data.copy(), requires_grad=True)
+    hidden2 = conv2(x2)
+    hidden2.retain_grad()
+    y2 = nn.functional.relu(hidden2)
+    (y2 * y2).sum().backward()
+    np.testing.assert_allclose(hidden2.grad.numpy(), grad_y)
+    np.testing.assert_allclose(conv.weight.grad.numpy(), conv2.weight.grad.numpy())
+    np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy())
+
+
+def test_retain_grad_called_after_the_forward_pass_still_gets_the_gradient():
+    x = tinynet.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    hidden = x * 2
+    y = (hidden * hidden).sum()
+    hidden.retain_grad()              # after hidden was consumed
+    y.backward()
+    np.testing.assert_allclose(hidden.grad.numpy(), 2 * hidden.data)
+    np.testing.assert_allclose(x.grad.numpy(), 8 * x.data)

@@ -232,3 +232,30 @@ def test_rows_as_dicts_and_lookup_errors():
 def test_module_doctest():
     failures, tried = doctest.testmod(summary_module)
     assert tried > 0 and failures == 0
+
+
+def test_sums_and_concatenations_between_layers_are_activations_too():
+    """A residual block's sum and an inception module's concatenation are computed in the model's own
+    forward, not by a layer: the summary must still list their outputs (ADD / CONCAT rows) and count
+    them as activations, while a reshape (a view of its input) adds nothing."""
+    from tinynet import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.left, self.right = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 1)
+
+        def forward(self, x):
+            x = self.conv(x) + x                                  # residual sum
+            x = tinynet.concat([self.left(x), self.right(x)], axis=1)   # 2 + 3 channels
+            return x.reshape(x.shape[0], -1)                      # a view: no activation
+
+    table = tinynet.summary(Block(), (4, 5, 5))
+    labels = [row.label for row in table.rows]
+    assert labels == ["INPUT", "CONV", "ADD1", "LEFT", "RIGHT", "CONCAT1"], labels
+    add, concat = table.rows[2], table.rows[5]
+    assert add.output_shape == (4, 5, 5) and add.activations == 100
+    assert concat.output_shape == (5, 5, 5) and concat.activations == 125
+    assert "[5x5x4] + [5x5x4]" in add.description
+    assert table.total_activations == 100 + 100 + 100 + 50 + 75 + 125

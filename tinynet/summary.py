@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backend
-from .function import no_grad
+from .function import no_grad, recording_ops
 from .tensor import Tensor
 
 __all__ = ["summary", "Summary", "SummaryRow"]
@@ -243,6 +243,32 @@ def _first_tensor(value):
     return None
 
 
+def _counting_depth(forward, depth):
+    def counted(*args, **kwargs):
+        depth[0] += 1
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+    return counted
+
+
+#: how the model's own ops (outside its layers) appear in the table
+_OP_LABELS = {"Add": ("ADD", "elementwise sum"), "Concat": ("CONCAT", "channel concatenation")}
+
+
+def _op_row(function, inputs, out, counts):
+    """A row for an op of the model's own forward: its output is an activation like a layer's."""
+    stem, text = _OP_LABELS.get(function.name, (function.name.upper(), function.name))
+    counts[stem] = counts.get(stem, 0) + 1
+    shapes = " + ".join(_volume(x.shape) for x in inputs)
+    activations = int(np.prod(out.shape[1:]))
+    return SummaryRow(name="", label=f"{stem}{counts[stem]}", kind=function.name, output_shape=tuple(out.shape[1:]),
+                      volume=_volume(out.shape), description=f"{text} of {shapes}" if shapes else text,
+                      activations=activations, activation_bytes=activations * out.dtype.itemsize,
+                      input_shape=tuple(inputs[0].shape[1:]) if inputs else ())
+
+
 # --------------------------------------------------------------------------- the entry point
 def summary(model, input_shape, dtype=None, device=None):
     """Layer-by-layer table of ``model`` for one input of ``input_shape``; returns a :class:`Summary`.
@@ -275,16 +301,31 @@ def summary(model, input_shape, dtype=None, device=None):
               if not module._modules or any(p is not None for p in module._parameters.values())]
     calls = []
     handles = []
+    depth = [0]          # how many hooked layers are running: ops at depth 0 are the model's own
+    own_forwards = []
     for module in {id(m): m for m in hooked}.values():
         def hook(mod, inputs, output):
             calls.append((mod, _first_tensor(inputs), _first_tensor(output)))
         handles.append(module.register_forward_hook(hook))
+        own_forwards.append((module, module.__dict__.get("forward")))
+        object.__setattr__(module, "forward", _counting_depth(module.forward, depth))
+
+    def record_op(function, raw_inputs, outputs):
+        """An op outside every layer (a residual addition, a concatenation) makes activations too;
+        a view (reshape, flatten) shares its input's memory and makes none."""
+        if depth[0] or not outputs or outputs[0].dtype.kind != "f":
+            return
+        arrays = [x for x in raw_inputs if hasattr(x, "shape") and hasattr(x, "dtype")]
+        xp = backend.get_array_module(outputs[0].data)
+        if any(xp.may_share_memory(outputs[0].data, x) for x in arrays):
+            return
+        calls.append((function, arrays, outputs[0]))
 
     modes = [(module, module.training) for module in model.modules()]
     x = Tensor(backend.to_device(np.zeros((1,) + input_shape, dtype=dtype), device))
     try:
         model.eval()
-        with no_grad():
+        with no_grad(), recording_ops(record_op):
             try:
                 final = model(x)
             except Exception as error:
@@ -299,6 +340,10 @@ def summary(model, input_shape, dtype=None, device=None):
     finally:
         for handle in handles:
             handle.remove()
+        for module, own_forward in own_forwards:
+            del module.__dict__["forward"]
+            if own_forward is not None:
+                object.__setattr__(module, "forward", own_forward)
         for module, mode in modes:
             object.__setattr__(module, "training", mode)
 
@@ -310,6 +355,9 @@ def summary(model, input_shape, dtype=None, device=None):
                        input_shape=input_shape)]
     counts, seen = {}, set()
     for module, inp, out in calls:
+        if not isinstance(module, Module):        # an op of the model's own forward
+            rows.append(_op_row(module, inp, out, counts))
+            continue
         kind = type(module).__name__
         name = names.get(id(module), "")
         in_shape = tuple(inp.shape) if inp is not None else ()

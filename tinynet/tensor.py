@@ -421,7 +421,7 @@ def _creators_of(function: Function):
             "trying to backward through the graph a second time: its saved arrays were freed "
             "by the first backward(); pass retain_graph=True to the first call if you need a second")
     return [x.creator for x in function.inputs
-            if isinstance(x, Tensor) and x.creator is not None and x.requires_grad]
+            if x is not None and x.creator is not None and x.requires_grad]
 
 
 def tensor(data, requires_grad=False, dtype=None, device=None):

@@ -51,7 +51,12 @@ Everything a step holds, for a batch of ``batch_size`` in the parameters' dtype:
   similar buffers, so this is the textbook, GPU-style figure).
 
 ``total_bytes`` adds all of these with every gradient alive at once;
-``peak_bytes`` uses the freed-as-you-go peak instead.
+``peak_bytes`` uses the freed-as-you-go peak instead, and counts only the
+activations that backward needs (``kept_activation_bytes``): a layer's output
+stays alive only if that layer saves it (ReLU, LRN) or the next one saves its
+input (convolution, linear, LRN, batch norm); a convolution's output that goes
+into a ReLU, or a ReLU's output that goes into max pooling (which keeps only its
+argmax), is freed as soon as its consumer has run, as tinynet's graph does.
 
 Checking it
 -----------
@@ -94,6 +99,7 @@ class TrainingCost:
     # memory, bytes
     activation_bytes: int
     saved_for_backward_bytes: int
+    kept_activation_bytes: int
     all_activation_gradient_bytes: int
     largest_gradient_pair_bytes: int
     backward_peak_activation_bytes: int
@@ -104,6 +110,7 @@ class TrainingCost:
     gemm_output_bytes: int
     im2col_layer: str = ""
     gemm_layer: str = ""
+    forward_peak_activation_bytes: int = 0
 
     @property
     def backward_mult_adds(self):
@@ -135,9 +142,9 @@ class TrainingCost:
 
     @property
     def peak_bytes(self):
-        """The peak when each layer's saved arrays and gradients are freed once its backward is done."""
-        forward_end = self.activation_bytes + self.saved_for_backward_bytes
-        return (max(forward_end, self.backward_peak_activation_bytes)
+        """The peak when only what backward needs is kept, and each layer's saved arrays and
+        gradients are freed once its backward is done."""
+        return (max(self.forward_peak_activation_bytes, self.backward_peak_activation_bytes)
                 + self.weight_state_bytes + self.workspace_bytes)
 
     def lines(self):
@@ -175,6 +182,37 @@ class TrainingCost:
         return "\n".join(self.lines())
 
     __repr__ = __str__
+
+
+#: layers whose backward needs their input (it stays alive until their backward has run) ...
+SAVES_INPUT = ("Conv2d", "Linear", "LocalResponseNorm", "BatchNorm1d", "BatchNorm2d", "Tanh", "Sigmoid",
+               "ScaledTanh", "Subsampling", "PartialConv2d")
+#: ... or their output (ReLU's mask is y > 0; LRN uses both)
+SAVES_OUTPUT = ("ReLU", "LocalResponseNorm")
+#: outputs that are views of their input: no memory of their own
+VIEWS = ("Flatten",)
+#: what a pooling or dropout layer keeps is counted in saved-for-backward (argmax, mask), not here
+KEEPS_NOTHING_OF_ITS_INPUT = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Dropout")
+
+
+def _kept_for_backward(rows):
+    """Per summary row: does the backward pass need that row's output?  For a chain of layers:
+    yes if the row saves its own output or the next layer saves its input (through views);
+    a layer of a kind not listed above is assumed to keep everything."""
+    known = set(SAVES_INPUT) | set(SAVES_OUTPUT) | set(VIEWS) | set(KEEPS_NOTHING_OF_ITS_INPUT)
+    kept = [False] * len(rows)
+    for i in reversed(range(len(rows))):
+        row = rows[i]
+        consumer = rows[i + 1] if i + 1 < len(rows) else None
+        if i == 0 or row.kind in SAVES_OUTPUT or row.kind not in known:
+            kept[i] = True                   # the input batch is held by the training loop
+        elif consumer is None:
+            kept[i] = False                  # the logits: the loss keeps its own probabilities
+        elif consumer.kind in VIEWS:
+            kept[i] = kept[i + 1]
+        else:
+            kept[i] = consumer.kind in SAVES_INPUT or consumer.kind not in known
+    return kept
 
 
 def _saved_extra_bytes(kind, activations, itemsize):
@@ -218,11 +256,20 @@ def training_cost(model, input_shape, batch_size, momentum=True, input_requires_
     saved = n * sum(_saved_extra_bytes(r.kind, r.activations, itemsize) for r in table.rows)
     all_gradients = n * sum(per_image[1:])
 
-    # freed as used: walking back through layer i, the activations and saved arrays of rows
+    # what backward needs stays (tinynet's graph frees the rest as soon as it is consumed): in
+    # the forward pass layer i's output exists beside the kept arrays of the layers below it,
+    # and disappears after layer i+1 has run unless backward needs it
+    kept = _kept_for_backward(table.rows)
+    owned = [0 if r.kind in VIEWS else b for r, b in zip(table.rows, per_image)]
+    kept_bytes = [b if k else 0 for b, k in zip(owned, kept)]
+    saved_bytes = [_saved_extra_bytes(r.kind, r.activations, itemsize) for r in table.rows]
+    alive = np.cumsum([k + s for k, s in zip(kept_bytes, saved_bytes)])
+    forward_peak = max(n * (int(alive[i]) + (owned[i - 1] - kept_bytes[i - 1] if i else 0))
+                       for i in range(len(table.rows)))
+
+    # freed as used: walking back through layer i, the kept activations and saved arrays of rows
     # 0..i are still alive, with layer i's output gradient and its input gradient
     peak, pair = 0, 0
-    alive = np.cumsum([b + _saved_extra_bytes(r.kind, r.activations, itemsize)
-                       for r, b in zip(table.rows, per_image)])
     for i in range(1, len(table.rows)):
         gradient_in = per_image[i - 1] if (i > 1 or input_requires_grad) else 0
         this_pair = n * (per_image[i] + gradient_in)
@@ -250,6 +297,7 @@ def training_cost(model, input_shape, batch_size, momentum=True, input_requires_
         dtype=table.dtype, momentum=bool(momentum), forward_mult_adds=forward,
         input_gradient_mult_adds=input_grad, weight_gradient_mult_adds=weight_grad,
         activation_bytes=activation_bytes, saved_for_backward_bytes=saved,
+        kept_activation_bytes=n * sum(kept_bytes), forward_peak_activation_bytes=forward_peak,
         all_activation_gradient_bytes=all_gradients, largest_gradient_pair_bytes=pair,
         backward_peak_activation_bytes=peak, parameter_bytes=params, parameter_gradient_bytes=params,
         momentum_bytes=params if momentum else 0, im2col_column_bytes=columns, gemm_output_bytes=gemm,

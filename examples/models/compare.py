@@ -16,9 +16,9 @@ What the columns count:
   training-only auxiliary heads).
 * **multiply-adds**: the summary's total, per image: convolutions and FC layers.
 * **activations**: the summary's total, per image in float32: the input and every layer's output
-  (ReLU outputs counted separately, as a framework without in-place ReLU stores them; the sums of
-  residual blocks and the concatenations of inception modules are not layers of their own there
-  and are not counted).
+  (ReLU outputs counted separately, as a framework without in-place ReLU stores them), and the
+  outputs of the model's own ops between layers: the sums of residual blocks and the channel
+  concatenations of inception modules (the summary's ADD and CONCAT rows).
 """
 from collections import OrderedDict
 
@@ -52,12 +52,12 @@ PROBE_SIZE = {"alexnet": 67, "googlenet": 64}
 def weight_layer_depth(model, input_size):
     """Longest chain of Conv2d/Linear layers from input to output, read off the autograd graph.
 
-    Forward hooks mark the tensors that convolutions and FC layers return; one forward pass (in
-    eval mode, with gradients recorded) builds the graph; a walk from the output back to the input
-    counts the marked tensors along the longest path.
+    Forward hooks mark the graph nodes that made the outputs of convolutions and FC layers; one
+    forward pass (in eval mode, with gradients recorded) builds the graph; a walk from the output
+    back to the input counts the marked nodes along the longest path.
     """
-    marked = set()
-    handles = [m.register_forward_hook(lambda mod, inputs, output: marked.add(id(output)))
+    marked = set()      # the graph nodes that made a convolution's or FC layer's output
+    handles = [m.register_forward_hook(lambda mod, inputs, output: marked.add(output.creator))
                for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     training = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -65,23 +65,22 @@ def weight_layer_depth(model, input_size):
         x = tinynet.zeros(1, 3, input_size, input_size)
         with tinynet.enable_grad():
             output = model(x)
-        # iterative post-order walk (ResNet-152's graph is deeper than Python's recursion limit)
+        # iterative post-order walk over the graph's nodes (ResNet-152's graph is deeper than
+        # Python's recursion limit); a node reaches the nodes that made its inputs through them
         depth = {}
-        stack = [(output, False)]
+        stack = [(output.creator, False)]
         while stack:
-            tensor, expanded = stack.pop()
-            if id(tensor) in depth:
+            node, expanded = stack.pop()
+            if node in depth:
                 continue
-            creator = tensor.creator
-            parents = [t for t in (getattr(creator, "inputs", ()) if creator is not None else ())
-                       if isinstance(t, tinynet.Tensor)]
-            if not expanded and any(id(p) not in depth for p in parents):
-                stack.append((tensor, True))
-                stack.extend((p, False) for p in parents if id(p) not in depth)
+            parents = [edge.creator for edge in node.inputs if edge is not None and edge.creator is not None]
+            if not expanded and any(p not in depth for p in parents):
+                stack.append((node, True))
+                stack.extend((p, False) for p in parents if p not in depth)
                 continue
-            below = max((depth[id(p)] for p in parents), default=0)
-            depth[id(tensor)] = below + (1 if id(tensor) in marked else 0)
-        return depth[id(output)]
+            below = max((depth[p] for p in parents), default=0)
+            depth[node] = below + (1 if node in marked else 0)
+        return depth[output.creator]
     finally:
         for handle in handles:
             handle.remove()
@@ -153,7 +152,7 @@ def comparison_table(rows):
     out = [line(titles), "-" * len(line(["x" * w for w in widths]))] + [line(c) for c in cells]
     out.append("")
     out.append("params: parameters of the inference network; mult-adds, activations (float32, forward, "
-               "every layer output incl. ReLUs): per image at the input size shown.")
+               "every layer output incl. ReLUs, residual sums and concatenations): per image at the input size shown.")
     out.append("top-5 (published), as the papers report them (not measured here):")
     out += [f"  {row['network']}: {row['top-5 error']}  {row['source']}" for row in rows]
     return "\n".join(out)

@@ -289,7 +289,7 @@ def _graph_contributions(outputs, index_of, count):
     while stack:
         function = stack.pop()
         for x, needed in zip(function.inputs, function.needs_input_grad):
-            if not (needed and isinstance(x, Tensor)):
+            if not needed or x is None:     # (x: a leaf tensor or a GraphEdge, see tinynet.function)
                 continue
             if x.creator is None:
                 i = index_of.get(id(x))
