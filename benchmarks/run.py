@@ -102,6 +102,9 @@ def parse_args(argv=None):
     p.add_argument("--import-order", choices=sorted(IMPORT_ORDERS) + ["both"], default="numpy-first",
                    help="numpy-first (default: NumPy, PyTorch, then tinynet, as user code does), tinynet-first, "
                         "or both: one fresh process per order, one table")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds of idle before every timed call (default 0): lets the other framework's "
+                        "threads stop spinning first, so neither is timed against the other's leftovers")
     p.add_argument("--json", default=None, help="write every sample and the machine facts here")
     p.add_argument("--markdown", default=None, help="write the table as Markdown here")
     p.add_argument("--memory-child", choices=["tinynet", "torch"], default=None, help=argparse.SUPPRESS)
@@ -420,6 +423,9 @@ def build_models(classes, size, seed=0):
 
 
 # ====================================================================== timing helpers
+SETTLE_SECONDS = 0.0      # --settle: idle time before each timed call
+
+
 def _alternate(runners, warmup, reps):
     """Run each ``runner()`` (returning a dict of seconds) warmup+reps times, alternating the
     order every repetition; returns {runner index: {key: [samples]}}."""
@@ -430,6 +436,8 @@ def _alternate(runners, warmup, reps):
             order.reverse()
         for index in order:
             gc.collect()
+            if SETTLE_SECONDS:
+                time.sleep(SETTLE_SECONDS)
             result = runners[index]()
             if rep >= warmup:
                 for key, value in result.items():
@@ -1169,6 +1177,8 @@ def main(argv=None):
         return 0
     if args.import_order == "both":
         return run_both_orders(args, argv)
+    global SETTLE_SECONDS
+    SETTLE_SECONDS = args.settle
     set_thread_environment(args.threads)
     import_record = import_libraries(args.import_order)   # after the thread environment
     thread_method = configure_threads(args.threads)
@@ -1176,7 +1186,8 @@ def main(argv=None):
     started = time.perf_counter()
     mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"tinynet vs torch, {mode} run, {args.threads} threads each, {args.size}px", flush=True)
+    print(f"tinynet vs torch, {mode} run, {args.threads} threads each, {args.size}px"
+          + (f", {args.settle:g} s idle before each timed call" if args.settle else ""), flush=True)
 
     table, results, headlines = Table(), {"mode": mode, "command": command.strip()}, []
     tiny_model, torch_model, check = build_models(args.classes, args.size)

@@ -50,6 +50,17 @@ and photos must be at the same paths on every machine (a shared folder).
 ``--eval-only --checkpoint OUT/best.npz`` scores the checkpoint on its own
 validation and test splits; ``--eval-only --checkpoint ... --data FOLDER --all``
 scores every photo of another labelled folder (a class of the model may be absent).
+
+Other networks, same loop: ``--model NAME`` trains any network of the course's
+registry (examples/models: vgg_a ... vgg19, googlenet, resnet18 ... resnet152, ...),
+``--model-option KEY=VALUE`` passes its constructor options, and the checkpoint
+records both.  Several checkpoints after ``--checkpoint`` make an ensemble: their
+softmax outputs are averaged, in ``--eval-only`` (each member and the ensemble
+scored on the same photos) and in ``--predict``::
+
+    python examples/alexnet_catdog.py --model resnet18 --image-size 128 --batch-size 32 --lr 0.02 \
+        --test-fraction 0.1 --out runs/resnet18
+    python examples/alexnet_catdog.py --eval-only --checkpoint runs/alexnet_catdog/best.npz runs/resnet18/best.npz
 """
 import argparse
 import csv
@@ -151,7 +162,8 @@ def _model_option(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="alexnet_catdog.py",
-        description="Train and evaluate AlexNet on Kaggle Dogs vs. Cats with tinynet.",
+        description="Train and evaluate AlexNet (or another network of examples/models, --model) on Kaggle "
+                    "Dogs vs. Cats with tinynet.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--data", default=os.environ.get("TINYNET_DATA", DEFAULT_DATA),
