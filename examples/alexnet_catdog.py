@@ -414,6 +414,14 @@ def make_split(folder, config):
 
 
 # ----------------------------------------------------------------------------- scoring
+def ten_crop_probabilities(model, images):
+    """Softmax probabilities (N, classes), host array, of a ten-crop batch (N, 10, C, h, w): the mean
+    over each image's crops."""
+    n, crops = images.shape[:2]
+    logits = model(tinynet.Tensor(images.reshape((n * crops,) + images.shape[2:])))
+    return F.softmax(logits, dim=1).numpy().reshape(n, crops, -1).mean(axis=1)
+
+
 def evaluate(model, loader, description="validation", after_batch=None):
     """``{'loss', 'accuracy', 'correct', 'images'}``; ten-crop batches (N, 10, C, h, w) average the softmax.
 
@@ -430,11 +438,9 @@ def evaluate(model, loader, description="validation", after_batch=None):
                                                       start=1):
                 labels_host = backend.to_numpy(labels)
                 if images.ndim == 5:  # ten crops per image
-                    n, crops = images.shape[:2]
-                    logits = model(tinynet.Tensor(images.reshape((n * crops,) + images.shape[2:])))
-                    probabilities = F.softmax(logits, dim=1).numpy().reshape(n, crops, -1).mean(axis=1)
+                    probabilities = ten_crop_probabilities(model, images)
                     log_probabilities = np.log(np.maximum(probabilities, 1e-12))
-                    total_loss += float(-log_probabilities[np.arange(n), labels_host].sum())
+                    total_loss += float(-log_probabilities[np.arange(len(labels_host)), labels_host].sum())
                     predictions = probabilities.argmax(axis=1)
                 else:
                     logits = model(tinynet.Tensor(images))
@@ -501,20 +507,26 @@ def describe(score):
     return f"{100 * score['accuracy']:.2f}% (95% Wilson CI {100 * low:.1f}-{100 * high:.1f})"
 
 
+def scoring_loader(folder_path, indices, config, statistics, classes, crop, device, workers, batch_size=None):
+    """Batches of centre crops, or of ten crops (``crop='ten_crop'``, batch/8 images of 10 crops each), of
+    the photos ``indices`` (None: all) of ``folder_path``, in that order, with the run's crop size and colour
+    statistics."""
+    _, centre, ten = make_transforms(config["image_size"], statistics)
+    batch_size = batch_size or config["batch_size"]
+    transform, size = (centre, batch_size) if crop == "centre_crop" else (ten, max(1, batch_size // 8))
+    folder = open_folder(folder_path, transform, config["max_images"], config["seed"], classes)
+    dataset = folder if indices is None else Subset(folder, indices)
+    return make_loader(dataset, size, seed=config["seed"], num_workers=workers, device=device)
+
+
 def score_split(model, folder_path, indices, config, statistics, classes, device, workers, ten_crop=True,
                 batch_size=None):
     """Centre-crop (and ten-crop) scores of ``model`` on the photos ``indices`` of ``folder_path``."""
-    _, centre, ten = make_transforms(config["image_size"], statistics)
-    batch_size = batch_size or config["batch_size"]
-    scores = {}
-    for name, transform, size in (("centre_crop", centre, batch_size), ("ten_crop", ten, max(1, batch_size // 8))):
-        if name == "ten_crop" and not ten_crop:
-            continue
-        folder = open_folder(folder_path, transform, config["max_images"], config["seed"], classes)
-        dataset = folder if indices is None else Subset(folder, indices)
-        loader = make_loader(dataset, size, seed=config["seed"], num_workers=workers, device=device)
-        scores[name] = with_interval(evaluate(model, loader, name.replace("_", " ")))
-    return scores
+    crops = ("centre_crop", "ten_crop") if ten_crop else ("centre_crop",)
+    return {crop: with_interval(evaluate(model, scoring_loader(folder_path, indices, config, statistics, classes,
+                                                               crop, device, workers, batch_size),
+                                         crop.replace("_", " ")))
+            for crop in crops}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -1059,6 +1071,8 @@ def predict(args):
     """Class probabilities of each photo: ten-crop softmax, averaged over the checkpoints given."""
     members = load_members(args.checkpoint, args.device)
     classes = members[0][1]["classes"]
+    # each member with its own crop size and colour statistics
+    ten_crops = [make_transforms(state["config"]["image_size"], state["statistics"])[2] for _, state in members]
     from tinynet.data import BadImageError, load_image
     for path in args.predict:
         try:
@@ -1067,8 +1081,7 @@ def predict(args):
             print(f"{path}: cannot read this image ({error})")
             continue
         probabilities = np.zeros(len(classes))
-        for model, state in members:  # each member with its own crop size and colour statistics
-            *_, ten_crop = make_transforms(state["config"]["image_size"], state["statistics"])
+        for (model, _), ten_crop in zip(members, ten_crops):
             crops = ten_crop(image, np.random.default_rng(0))
             with tinynet.no_grad():
                 logits = model(tinynet.tensor(crops, device=args.device))
@@ -1082,24 +1095,15 @@ def predict(args):
 def split_probabilities(model, state, data, indices, crop, device, workers, batch_size=None):
     """``(probabilities (N, classes), labels (N,))`` of ``model`` on the photos ``indices`` of ``data``
     (None: all), in that order, with the checkpoint's own crop size and colour statistics."""
-    config = state["config"]
-    _, centre, ten = make_transforms(config["image_size"], state["statistics"])
-    batch_size = batch_size or config["batch_size"]
-    transform, size = (centre, batch_size) if crop == "centre_crop" else (ten, max(1, batch_size // 8))
-    max_images = None if indices is None else config["max_images"]
-    folder = open_folder(data, transform, max_images, config["seed"], state["classes"])
-    loader = DataLoader(folder if indices is None else Subset(folder, indices), batch_size=size,
-                        num_workers=workers, device=device)
+    config = dict(state["config"], max_images=None) if indices is None else state["config"]
+    loader = scoring_loader(data, indices, config, state["statistics"], state["classes"], crop, device, workers,
+                            batch_size)
     probabilities, labels = [], []
     model.eval()
     with tinynet.no_grad():
         for images, targets in loader:
-            if images.ndim == 5:  # ten crops per image: average their softmax
-                n, crops = images.shape[:2]
-                logits = model(tinynet.Tensor(images.reshape((n * crops,) + images.shape[2:])))
-                probabilities.append(F.softmax(logits, dim=1).numpy().reshape(n, crops, -1).mean(axis=1))
-            else:
-                probabilities.append(F.softmax(model(tinynet.Tensor(images)), dim=1).numpy())
+            probabilities.append(ten_crop_probabilities(model, images) if images.ndim == 5 else
+                                 F.softmax(model(tinynet.Tensor(images)), dim=1).numpy())
             labels.append(backend.to_numpy(targets))
     return np.concatenate(probabilities).astype(np.float64), np.concatenate(labels)
 

@@ -62,6 +62,7 @@ it, as conv1's columns are).
 import numpy
 
 from . import conv2d_winograd
+from .geometry import output_size
 from ._numba import njit, prange
 from ._scratch import scratch
 
@@ -76,7 +77,7 @@ def transformed_shapes(x_shape, weight_shape, stride, padding):
     batch, channels, height, width = x_shape
     out_channels, channels_per_group, kh, kw = weight_shape
     (sh, sw), (ph, pw) = stride, padding
-    out_h, out_w = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+    out_h, out_w = output_size(height, kh, sh, ph), output_size(width, kw, sw, pw)
     ka, kb = _blocks(kh, sh), _blocks(kw, sw)
     return ((batch, channels * sh * sw, out_h + ka - 1, out_w + kb - 1),
             (out_channels, channels_per_group * sh * sw, ka, kb))

@@ -601,25 +601,23 @@ def test_model_flag_trains_a_registry_network_and_the_checkpoint_rebuilds_it(pho
 
 
 def test_a_network_with_auxiliary_heads_trains_on_its_own_loss():
-    """GoogLeNet returns (logits, aux1, aux2) in training and defines loss(); the script must use it."""
-    logits = tinynet.tensor(np.array([[2.0, 0.0], [0.0, 1.0]], np.float32))
-    aux = tinynet.tensor(np.array([[0.0, 3.0], [3.0, 0.0]], np.float32))
-    labels = np.array([0, 1])
-    models.create("googlenet", num_classes=2)  # the registry's GoogLeNet defines loss()
-    from models.googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
-
-    net = GoogLeNet.__new__(GoogLeNet)  # only its loss method is used here
-    loss, used_logits = alexnet_catdog.training_loss(net, GoogLeNetOutputs(logits, aux, aux), labels)
-    assert used_logits is logits
-    expected = googlenet_loss(GoogLeNetOutputs(logits, aux, aux), labels).item()
-    assert loss.item() == pytest.approx(expected) and expected > F_cross_entropy(logits, labels) + 0.5
-    plain, same = alexnet_catdog.training_loss(TinyNet(), logits, labels)
-    assert same is logits and plain.item() == pytest.approx(F_cross_entropy(logits, labels))
-
-
-def F_cross_entropy(logits, labels):
+    """GoogLeNet returns (logits, aux1, aux2) in training and defines loss(); the script's step must
+    use it (main + 0.3 x each auxiliary), and a plain network gets the cross-entropy of its logits."""
     from tinynet.nn import functional as F
-    return F.cross_entropy(logits, labels).item()
+    from models.googlenet import googlenet_loss
+
+    net = models.create("googlenet", num_classes=2).train()
+    images = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32))
+    labels = np.array([0, 1])
+    outputs = net(images)
+    assert isinstance(outputs, tuple) and len(outputs) == 3
+    loss, logits = alexnet_catdog.training_loss(net, outputs, labels)
+    assert logits is outputs[0]
+    assert loss.item() == pytest.approx(googlenet_loss(outputs, labels).item())
+    assert loss.item() != pytest.approx(F.cross_entropy(outputs[0], labels).item())   # the heads count
+    plain_logits = tinynet.tensor(np.array([[2.0, 0.0], [0.0, 1.0]], np.float32))
+    plain, same = alexnet_catdog.training_loss(TinyNet(), plain_logits, labels)
+    assert same is plain_logits and plain.item() == pytest.approx(F.cross_entropy(plain_logits, labels).item())
 
 
 @pytest.fixture(scope="module")

@@ -243,16 +243,6 @@ def _first_tensor(value):
     return None
 
 
-def _counting_depth(forward, depth):
-    def counted(*args, **kwargs):
-        depth[0] += 1
-        try:
-            return forward(*args, **kwargs)
-        finally:
-            depth[0] -= 1
-    return counted
-
-
 #: how the model's own ops (outside its layers) appear in the table
 _OP_LABELS = {"Add": ("ADD", "elementwise sum"), "Concat": ("CONCAT", "channel concatenation")}
 
@@ -302,13 +292,17 @@ def summary(model, input_shape, dtype=None, device=None):
     calls = []
     handles = []
     depth = [0]          # how many hooked layers are running: ops at depth 0 are the model's own
-    own_forwards = []
+
+    def enter(mod, inputs):
+        depth[0] += 1
+
+    def leave(mod, inputs, output):
+        depth[0] -= 1
+        calls.append((mod, _first_tensor(inputs), _first_tensor(output)))
+
     for module in {id(m): m for m in hooked}.values():
-        def hook(mod, inputs, output):
-            calls.append((mod, _first_tensor(inputs), _first_tensor(output)))
-        handles.append(module.register_forward_hook(hook))
-        own_forwards.append((module, module.__dict__.get("forward")))
-        object.__setattr__(module, "forward", _counting_depth(module.forward, depth))
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
 
     def record_op(function, raw_inputs, outputs):
         """An op outside every layer (a residual addition, a concatenation) makes activations too;
@@ -340,10 +334,6 @@ def summary(model, input_shape, dtype=None, device=None):
     finally:
         for handle in handles:
             handle.remove()
-        for module, own_forward in own_forwards:
-            del module.__dict__["forward"]
-            if own_forward is not None:
-                object.__setattr__(module, "forward", own_forward)
         for module, mode in modes:
             object.__setattr__(module, "training", mode)
 

@@ -184,11 +184,10 @@ class TrainingCost:
     __repr__ = __str__
 
 
-#: layers whose backward needs their input (it stays alive until their backward has run) ...
-SAVES_INPUT = ("Conv2d", "Linear", "LocalResponseNorm", "BatchNorm1d", "BatchNorm2d", "Tanh", "Sigmoid",
-               "ScaledTanh", "Subsampling", "PartialConv2d")
-#: ... or their output (ReLU's mask is y > 0; LRN uses both)
-SAVES_OUTPUT = ("ReLU", "LocalResponseNorm")
+#: tinynet.nn layers whose backward needs their input (it stays alive until their backward has run) ...
+SAVES_INPUT = ("Conv2d", "Linear", "LocalResponseNorm", "BatchNorm1d", "BatchNorm2d")
+#: ... or their output (ReLU's mask is y > 0, tanh' = 1 - y^2, sigmoid' = y(1 - y); LRN uses both)
+SAVES_OUTPUT = ("ReLU", "Tanh", "Sigmoid", "LocalResponseNorm")
 #: outputs that are views of their input: no memory of their own
 VIEWS = ("Flatten",)
 #: what a pooling or dropout layer keeps is counted in saved-for-backward (argmax, mask), not here

@@ -38,6 +38,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # ------------------------------------------------------------- registration
@@ -244,7 +245,15 @@ class Module:
         self._forward_hooks[key] = hook
         return _HookHandle(self._forward_hooks, key)
 
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, inputs)`` runs before every forward; returns a handle with ``remove()``."""
+        key = object()
+        self._forward_pre_hooks[key] = hook
+        return _HookHandle(self._forward_pre_hooks, key)
+
     def __call__(self, *inputs, **kwargs):
+        for hook in list(self._forward_pre_hooks.values()):
+            hook(self, inputs)
         output = self.forward(*inputs, **kwargs)
         for hook in list(self._forward_hooks.values()):
             result = hook(self, inputs, output)
