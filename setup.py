@@ -36,6 +36,9 @@ setup(
         # test oracles: PyTorch for the layers, SciPy for the confidence intervals
         "oracle": ["torch==2.13.0", "scipy>=1.10"],
         "plot": ["matplotlib>=3.7"],
+        # examples/explain.py's page (a Jinja2 template) and its browser test (Selenium drives Chromium)
+        "explain": ["jinja2>=3.1"],
+        "browser": ["selenium>=4.20"],
     },
     license="MIT",
 )
