@@ -1,8 +1,10 @@
-"""Install tinynet, with the top-level folder kernels/ as the subpackage tinynet.kernels.
+"""Install tinynet, with two folders of the repository as subpackages: ``kernels/`` as
+tinynet.kernels and ``examples/models/`` as tinynet.models.
 
 The mapping lives in ``package_dir``; a source checkout used without installing
-(``python -m pytest`` from the repository root) finds ``kernels/`` through
-``tinynet/_kernels_path.py`` instead, so every mode works without a symlink.
+(``python -m pytest`` from the repository root) finds both through
+``tinynet/_subpackages.py`` instead, which also makes a checkout use its own folders
+even beside another checkout's editable install.
 """
 from setuptools import find_packages, setup
 
@@ -18,8 +20,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=PACKAGES + ["tinynet.kernels"],
-    package_dir={"tinynet.kernels": "kernels"},
+    packages=PACKAGES + ["tinynet.kernels", "tinynet.models"],
+    package_dir={"tinynet.kernels": "kernels", "tinynet.models": "examples/models"},
     install_requires=[
         "numpy>=2.0,<2.6",
         "numba>=0.68,<0.69",

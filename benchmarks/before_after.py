@@ -26,7 +26,7 @@ import tinynet
 import numpy as np
 from tinynet.nn import functional as F
 sys.path.insert(0, sys.argv[1])
-from alexnet import AlexNet
+from tinynet.models.alexnet import AlexNet
 
 repeats = int(sys.argv[2])
 rng = np.random.default_rng(0)

@@ -50,7 +50,7 @@ def child(args):
     import tinynet
     from tinynet.nn import functional as F
     sys.path.insert(0, os.path.join(ROOT, "examples"))
-    from alexnet import AlexNet
+    from tinynet.models.alexnet import AlexNet
     t1 = time.perf_counter()
     model = AlexNet(num_classes=args.classes)
     optimizer = tinynet.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)

@@ -57,7 +57,7 @@ def _setup_path():
 def _alexnet_parameters():
     _setup_path()
     import tinynet
-    from alexnet import AlexNet
+    from tinynet.models.alexnet import AlexNet
     tinynet.manual_seed(0)
     return AlexNet(num_classes=2)
 

@@ -199,7 +199,7 @@ def main(argv=None):
     import tinynet
     from tinynet.nn import functional as F
     sys.path.insert(0, os.path.join(ROOT, "examples"))
-    from alexnet import AlexNet
+    from tinynet.models.alexnet import AlexNet
     method = bench.configure_threads(args.threads)
     load = bench.CpuLoad()
 

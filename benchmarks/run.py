@@ -380,7 +380,7 @@ def build_models(classes, size, seed=0):
     from torch import nn
 
     sys.path.insert(0, os.path.join(ROOT, "examples"))
-    from alexnet import AlexNet
+    from tinynet.models.alexnet import AlexNet
 
     torch.manual_seed(seed)
     lrn = dict(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)  # tinynet's paper convention = torch alpha*size
@@ -737,7 +737,7 @@ def bench_zoo(args, table, results, headlines):
     for path in (os.path.join(ROOT, "examples"), HERE):
         if path not in sys.path:
             sys.path.insert(0, path)
-    import models
+    import tinynet.models as models
     import torch_zoo
 
     batch, size = args.zoo_batch, args.zoo_size
@@ -1009,7 +1009,7 @@ def memory_child(args):
         import tinynet
         from tinynet.nn import functional as F
         sys.path.insert(0, os.path.join(ROOT, "examples"))
-        from alexnet import AlexNet
+        from tinynet.models.alexnet import AlexNet
         import numba
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         model = AlexNet(num_classes=args.classes)

@@ -66,7 +66,7 @@ def child(args):
         import tinynet
         from tinynet.nn import functional as F
         sys.path.insert(0, os.path.join(ROOT, "examples"))
-        import models
+        import tinynet.models as models
 
         def build(name):
             return models.create(name, num_classes=args.classes)

@@ -84,7 +84,7 @@ from tinynet.data import DataLoader, ImageFolder, NoImagesError, Subset, train_v
 from tinynet.data import transforms as T  # noqa: E402
 from tinynet.nn import functional as F  # noqa: E402
 
-import models  # noqa: E402  (examples/models: the registry of the course's networks)
+import tinynet.models as models
 from script_tools import draw_training_curves  # noqa: E402
 
 DEFAULT_DATA = "data/catdog/train"

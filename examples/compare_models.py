@@ -16,8 +16,8 @@ import time
 
 import tinynet  # noqa: F401  (its thread settings apply in any import order)
 
-import models
-from models.compare import NETWORKS, comparison_table, describe, notes_table
+import tinynet.models as models
+from tinynet.models.compare import NETWORKS, comparison_table, describe, notes_table
 
 
 def main(argv=None):

@@ -48,7 +48,7 @@ from tinynet.data import (MNIST, DataLoader, Subset,  # noqa: E402
                           stratified_indices)
 from tinynet.nn import functional as F  # noqa: E402
 
-import models  # noqa: E402
+import tinynet.models as models
 from script_tools import main_for_mnist, pyplot, save_figure  # noqa: E402
 from lenet_mnist import DEFAULT_DATA, NO_DATA_HELP, DigitTransform, cosine_lr, input_scaling  # noqa: E402
 

@@ -42,7 +42,7 @@ from tinynet.data import (MNIST, DataLoader, Subset,  # noqa: E402
                           stratified_indices)
 from tinynet.nn import functional as F  # noqa: E402
 
-import models  # noqa: E402
+import tinynet.models as models
 from script_tools import draw_training_curves, main_for_mnist  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

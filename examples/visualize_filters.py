@@ -30,7 +30,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from alexnet import AlexNet  # noqa: E402
+from tinynet.models.alexnet import AlexNet  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the model

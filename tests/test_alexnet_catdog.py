@@ -11,7 +11,7 @@ import tinynet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-from alexnet import AlexNet  # noqa: E402
+from tinynet.models.alexnet import AlexNet  # noqa: E402
 import alexnet_catdog  # noqa: E402
 
 CATDOG = ROOT.parent / "shared" / "data" / "catdog" / "train"

@@ -15,7 +15,7 @@ import tinynet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
-from alexnet import AlexNet  # noqa: E402
+from tinynet.models.alexnet import AlexNet  # noqa: E402
 
 LAYOUTS = list(itertools.product(("after_pool", "before_pool"), ("torchvision", "paper")))
 

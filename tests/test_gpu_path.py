@@ -225,7 +225,7 @@ def test_one_alexnet_step_at_batch_128_on_a_real_gpu(gpu_xp):
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-    from alexnet import AlexNet
+    from tinynet.models.alexnet import AlexNet
     tinynet.manual_seed(0)
     model = AlexNet(num_classes=2).to("gpu")
     before = {name: p.numpy().copy() for name, p in model.named_parameters()}

@@ -67,7 +67,7 @@ def test_a_new_layer_needs_no_edit_to_summary_or_the_adapters():
 
 def test_lenets_own_layers_describe_themselves():
     """C3 (partially connected) and S2 (trainable subsampling) live in examples/, not in tinynet."""
-    import models
+    import tinynet.models as models
     rows = {row.label: row for row in tinynet.summary(models.create("lenet5_classic", num_classes=10), (1, 32, 32))}
     assert rows["C3"].params_formula == "60*5*5+16 = 1,516"
     assert rows["C3"].mult_adds == 10 * 10 * 60 * 5 * 5

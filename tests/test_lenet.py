@@ -13,7 +13,7 @@ from tinynet import nn
 from tinynet.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from models.lenet import (C3_CONNECTIONS, LeNet5, PartiallyConnectedConv2d, ScaledTanh,  # noqa: E402
+from tinynet.models.lenet import (C3_CONNECTIONS, LeNet5, PartiallyConnectedConv2d, ScaledTanh,  # noqa: E402
                           TrainableSubsampling, lenet5, lenet5_classic)
 
 seeds = st.integers(0, 2**31 - 1)
@@ -56,7 +56,7 @@ def test_modern_has_61706_parameters():
 
 
 def test_the_registry_builds_both_variants():
-    import models
+    import tinynet.models as models
     assert {"lenet5", "lenet5_classic"} <= set(models.names())
     assert models.create("lenet5", num_classes=10).num_parameters() == 61_706
     assert models.create("lenet5_classic", num_classes=10).features.num_parameters() == 60_000

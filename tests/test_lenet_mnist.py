@@ -13,7 +13,7 @@ import tinynet
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import lenet_mnist  # noqa: E402
-import models  # noqa: E402
+import tinynet.models as models
 
 
 def idx_bytes(array, magic_dims):

@@ -2,9 +2,9 @@
 import pytest
 
 import compare_models
-import models
+import tinynet.models as models
 import tinynet
-from models.compare import comparison_table, describe, notes_table, short_count, weight_layer_depth
+from tinynet.models.compare import comparison_table, describe, notes_table, short_count, weight_layer_depth
 
 
 @pytest.mark.parametrize("count, text", [(150_528, "150K"), (3_211_264, "3.2M"), (802_816, "800K"),

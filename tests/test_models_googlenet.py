@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-import models
+import tinynet.models as models
 import tinynet
-from models.googlenet import (INCEPTION_WIDTHS, PAPER_TABLE1, GoogLeNetOutputs, Inception, format_table1,
+from tinynet.models.googlenet import (INCEPTION_WIDTHS, PAPER_TABLE1, GoogLeNetOutputs, Inception, format_table1,
                               googlenet_loss, table1)
 from tinynet.nn import functional as F
 

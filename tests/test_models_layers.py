@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinynet
-from models.resnet import ZeroPadShortcut
+from tinynet.models.resnet import ZeroPadShortcut
 
 EXAMPLES = 20
 seeds = st.integers(0, 2**31 - 1)
@@ -108,8 +108,8 @@ def test_zoo_blocks_run_on_either_device(device):
     """A residual block with an option-A shortcut (strided slice + concat with zeros made on x's
     device) and an inception module, forward and backward on the CPU and on the GPU path (CuPy, or
     its stand-in under the CUDA simulator)."""
-    from models.googlenet import Inception
-    from models.resnet import BasicBlock
+    from tinynet.models.googlenet import Inception
+    from tinynet.models.resnet import BasicBlock
     tinynet.manual_seed(0)
     x = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 2, 4, 4)), dtype="float32").to(device)
     block = BasicBlock(2, 3, stride=2, shortcut="A").to(device)

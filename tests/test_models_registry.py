@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import models
+import tinynet.models as models
 import tinynet
 
 # the names this package's model files define (LeNet-5's come from lenet.py, tested with it)
@@ -54,7 +54,7 @@ def test_aliases_are_the_same_factories():
 
 
 def test_config_of_a_hand_built_model_says_how_to_build_it():
-    from models.resnet import CifarResNet
+    from tinynet.models.resnet import CifarResNet
     with pytest.raises(ValueError, match="not built by models.create"):
         models.config_of(CifarResNet(20))
 
@@ -81,10 +81,8 @@ def test_checkpoint_without_config_is_a_clear_error(tmp_path):
         models.model_from_checkpoint(path)
 
 
-def test_alexnet_lives_in_the_zoo_and_the_old_import_still_works():
-    import alexnet
-    from models.alexnet import AlexNet
-    assert alexnet.AlexNet is AlexNet
+def test_alexnet_is_in_the_registry():
+    from tinynet.models.alexnet import AlexNet
     model = models.create("alexnet", num_classes=2, groups=2, dropout_placement="paper")
     assert isinstance(model, AlexNet) and model.num_parameters() == 56_876_418
     assert models.config_of(model)["options"] == {"groups": 2, "dropout_placement": "paper"}

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-import models
+import tinynet.models as models
 import tinynet
-from models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, ZeroPadShortcut
+from tinynet.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, ZeroPadShortcut
 from tinynet import nn
 from tinynet.nn import functional as F
 

@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-import models
+import tinynet.models as models
 import tinynet
-from models.vgg import CONFIGS, VGG
+from tinynet.models.vgg import CONFIGS, VGG
 from tinynet import nn
 from tinynet.nn import functional as F
 
@@ -89,7 +89,7 @@ def vgg16():
 
 
 def test_notes_per_layer_table_of_vgg16(vgg16):
-    from models.compare import notes_table
+    from tinynet.models.compare import notes_table
     lines, totals = notes_table(vgg16, (3, 224, 224))
     assert lines[:5] == [
         "INPUT: [224x224x3]  memory: 224*224*3=150K  params: 0",
@@ -111,7 +111,7 @@ def test_notes_per_layer_table_of_vgg16(vgg16):
 
 
 def test_vgg16_is_16_weight_layers_deep(vgg16):
-    from models.compare import weight_layer_depth
+    from tinynet.models.compare import weight_layer_depth
     assert weight_layer_depth(vgg16, 32) == 16
 
 

@@ -1,4 +1,5 @@
-"""tinynet.kernels is importable from a source checkout, an editable install and a regular install."""
+"""tinynet.kernels and tinynet.models import from a source checkout, an editable install and a regular
+install, and a source checkout always uses its own folders."""
 import os
 import shutil
 import subprocess
@@ -37,11 +38,14 @@ def test_regular_install_has_kernels_and_source_tree_still_wins_at_the_root(tmp_
         pytest.skip("setuptools is not available to build the package: " + install.stderr[-200:])
     assert install.returncode == 0, install.stderr[-2000:]
     assert (target / "tinynet" / "kernels" / "conv2d.py").is_file()
+    assert (target / "tinynet" / "models" / "resnet.py").is_file()
     # every subpackage of the source tree, and every kernel module, imports from the installed copy
     subpackages = sorted("tinynet." + ".".join(p.parent.relative_to(ROOT / "tinynet").parts)
                          for p in (ROOT / "tinynet").rglob("__init__.py") if p.parent != ROOT / "tinynet")
     kernel_modules = sorted("tinynet.kernels." + p.stem for p in (ROOT / "kernels").glob("*.py")
                             if p.stem != "__init__")
+    kernel_modules += sorted("tinynet.models." + p.stem for p in (ROOT / "examples" / "models").glob("*.py")
+                             if p.stem != "__init__")
     assert "tinynet.nn" in subpackages and "tinynet.kernels.conv2d" in kernel_modules
     code = ("import importlib, tinynet\n"
             f"for name in {subpackages + kernel_modules!r}:\n"
@@ -54,12 +58,39 @@ def test_regular_install_has_kernels_and_source_tree_still_wins_at_the_root(tmp_
                   env_extra={"PYTHONPATH": str(target)})
     assert result.returncode == 0, result.stderr
     assert str(target) in result.stdout
+    # the registry installs with the package: build a network and rebuild it from a checkpoint
+    code = ("import tinynet, tinynet.models as m\n"
+            "print(m.__file__)\n"
+            "assert 'resnet18' in m.names() and 'alexnet' in m.names()\n"
+            "net = m.create('resnet20', num_classes=3)\n"
+            "tinynet.save(m.checkpoint_entries(net), 'net.npz')\n"
+            "again = m.model_from_checkpoint('net.npz')\n"
+            "assert type(again).__name__ == type(net).__name__ and again.num_parameters() == net.num_parameters()\n")
+    result = _run(code, cwd=tmp_path, env_extra={"PYTHONPATH": str(target)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(str(target / "tinynet" / "models"))
     # from the repository root (as `python -m pytest` runs): the source tinynet/ comes first and
     # must still find ../kernels
     result = _run("import tinynet.kernels.conv2d as c; print(c.__file__)", cwd=ROOT,
                   env_extra={"PYTHONPATH": str(target)})
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).resolve() == ROOT / "kernels" / "conv2d.py"
+
+
+def test_a_copy_of_the_project_uses_its_own_kernels_and_models_beside_another_install(tmp_path):
+    """The suite runs with this checkout installed (editable, in CI); a copy of the project -- a
+    clone to plant a bug in, say -- run from its own root must import its own folders, not this
+    checkout's through the editable install's finder."""
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", "runs", ".hypothesis", ".pytest_cache"))
+    code = ("import tinynet.kernels.conv2d as c, tinynet.models.resnet as r, tinynet.nn as n\n"
+            "print(c.__file__); print(r.__file__); print(n.__file__)")
+    result = _run(code, cwd=copy)
+    assert result.returncode == 0, result.stderr[-2000:]
+    paths = [Path(line).resolve() for line in result.stdout.split()]
+    assert paths == [copy / "kernels" / "conv2d.py", copy / "examples" / "models" / "resnet.py",
+                     copy / "tinynet" / "nn" / "__init__.py"], result.stdout
 
 
 def test_numba_cache_falls_back_to_a_user_folder_when_the_package_is_read_only(tmp_path, monkeypatch):

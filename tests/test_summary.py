@@ -14,7 +14,7 @@ summary_module = importlib.import_module("tinynet.summary")
 summary = summary_module.summary
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-from alexnet import AlexNet  # noqa: E402
+from tinynet.models.alexnet import AlexNet  # noqa: E402
 
 _CACHE = {}
 

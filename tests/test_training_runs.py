@@ -24,7 +24,7 @@ from tinynet.data import train_val_split, train_val_test_split
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 import alexnet_catdog  # noqa: E402
-import models  # noqa: E402
+import tinynet.models as models
 
 
 class TinyNet(nn.Module):
@@ -604,7 +604,7 @@ def test_a_network_with_auxiliary_heads_trains_on_its_own_loss():
     """GoogLeNet returns (logits, aux1, aux2) in training and defines loss(); the script's step must
     use it (main + 0.3 x each auxiliary), and a plain network gets the cross-entropy of its logits."""
     from tinynet.nn import functional as F
-    from models.googlenet import googlenet_loss
+    from tinynet.models.googlenet import googlenet_loss
 
     net = models.create("googlenet", num_classes=2).train()
     images = tinynet.tensor(np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32))

@@ -17,10 +17,11 @@ from . import _threads
 
 _threads.apply_openblas_thread_timeout()
 
-from ._kernels_path import attach_kernels as _attach_kernels
+from ._subpackages import attach as _attach
 
-# tinynet.kernels must exist before any module that wraps a kernel is imported
-kernels = _attach_kernels(__name__, _os.path.dirname(__file__))
+# tinynet.kernels must exist before any module that wraps a kernel is imported; a source tree
+# always uses its own kernels/ (tinynet/_subpackages.py says why)
+kernels = _attach(__name__, _os.path.dirname(__file__), "kernels")
 
 from . import backend  # noqa: E402
 from .backend import get_array_module, gpu_available, manual_seed  # noqa: E402
@@ -32,5 +33,9 @@ from .gradcheck import GradcheckError, gradcheck, numerical_gradient  # noqa: E4
 from .checkpoint import CheckpointError, load, save  # noqa: E402
 from . import nn, optim  # noqa: E402
 from .summary import summary  # noqa: E402
+
+# the registry of the course's networks (examples/models/, installed as tinynet.models); its
+# model modules are imported on first use, so this costs a few small files
+models = _attach(__name__, _os.path.dirname(__file__), "models")
 
 __version__ = "0.1.0"

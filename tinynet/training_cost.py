@@ -1,7 +1,6 @@
 """``tinynet.training_cost``: what one SGD step costs -- multiply-adds and memory -- for any model.
 
-    >>> import sys; sys.path.insert(0, "examples")
-    >>> from alexnet import AlexNet
+    >>> from tinynet.models.alexnet import AlexNet
     >>> from tinynet.training_cost import training_cost
     >>> cost = training_cost(AlexNet(), (3, 227, 227), batch_size=128)
     >>> print(cost)                                            # doctest: +SKIP

@@ -3,10 +3,10 @@
 Every module of this package that defines a module-level ``MODELS`` dict
 (``{"registry name": factory}``, ``factory(num_classes=..., **options) -> nn.Module``)
 contributes its networks; the registry collects them the first time it is asked
-(``names()``, ``create()``), so importing one model module (``from models.vgg import VGG``)
+(``names()``, ``create()``), so importing one model module (``from tinynet.models.vgg import VGG``)
 does not import the others.
 
-    >>> import models
+    >>> import tinynet.models as models
     >>> net = models.create("vgg16", num_classes=2, batch_norm=True)
     >>> models.config_of(net)
     {'name': 'vgg16', 'num_classes': 2, 'options': {'batch_norm': True}}
@@ -15,9 +15,12 @@ does not import the others.
 A checkpoint stores ``config_of(model)`` beside ``model.state_dict()``; any
 script then rebuilds the model from the checkpoint alone with
 :func:`model_from_checkpoint` (no guessing of constructor arguments from
-weight shapes).  The scripts under ``examples/`` import this package as
-``models`` (``python examples/x.py`` puts ``examples/`` on the path); the tests
-get ``examples/`` on the path from ``tests/conftest.py``.
+weight shapes).
+
+The source lives in ``examples/models/`` beside the scripts that use it, and installs as
+``tinynet.models`` (setup.py's ``package_dir``; a source tree attaches it the same way,
+see ``tinynet/_subpackages.py``): scripts, tests, benchmarks and users all
+``import tinynet.models``.  A new network is one module here with a ``MODELS`` dict.
 """
 import importlib
 import pkgutil
@@ -44,21 +47,21 @@ def _collect():
         try:
             module = importlib.import_module(f"{__name__}.{info.name}")
         except Exception as error:      # name the file: the registry imports every module of the package
-            raise ImportError(f"the model registry could not import models.{info.name} "
+            raise ImportError(f"the model registry could not import tinynet.models.{info.name} "
                               f"({info.name}.py): {type(error).__name__}: {error}") from error
         table = getattr(module, "MODELS", None)
         if table is None:          # a helper module (tables, comparisons), not a model family
             continue
         if not isinstance(table, dict):
-            raise TypeError(f"models.{info.name}.MODELS must be a dict of name -> factory, "
+            raise TypeError(f"tinynet.models.{info.name}.MODELS must be a dict of name -> factory, "
                             f"got {type(table).__name__}")
         for name, factory in table.items():
             if name != name.lower() or not callable(factory):
-                raise TypeError(f"models.{info.name}.MODELS[{name!r}]: registry names are lower case "
+                raise TypeError(f"tinynet.models.{info.name}.MODELS[{name!r}]: registry names are lower case "
                                 f"and map to a callable factory")
             if name in found:
-                raise ValueError(f"model name {name!r} is defined twice: in models.{_SOURCES[name]} "
-                                 f"and in models.{info.name}")
+                raise ValueError(f"model name {name!r} is defined twice: in tinynet.models.{_SOURCES[name]} "
+                                 f"and in tinynet.models.{info.name}")
             found[name] = factory
             _SOURCES[name] = info.name
     _FACTORIES = found

@@ -57,8 +57,8 @@ order of the parameter-free layers changes, and the parameter counts do not:
 62,378,344 (1000 classes), 58,289,538 (2 classes), 60,965,224 (1000 classes,
 groups=2).
 
-Registered as ``alexnet`` (``models.create("alexnet", num_classes=2, groups=2)``); the old import
-``from alexnet import AlexNet`` (``examples/alexnet.py``) still works and gives this class.
+Registered as ``alexnet`` (``tinynet.models.create("alexnet", num_classes=2, groups=2)``);
+``from tinynet.models.alexnet import AlexNet`` gives the class itself.
 """
 from collections import OrderedDict
 

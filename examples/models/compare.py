@@ -90,7 +90,7 @@ def weight_layer_depth(model, input_size):
 
 def describe(name, model=None):
     """One row of the comparison: a dict of the columns, computed from the model and its summary."""
-    import models
+    from tinynet import models
 
     label, registry_name, options, size, year, top5, source = NETWORKS[name]
     if model is None:

@@ -35,7 +35,7 @@ C3 exist as parameters, so nothing is counted that the network cannot learn.
 subsampling, and the linear output (softmax in the loss): 156 + 2,416 + 48,120 + 10,164 + 850 =
 61,706 parameters.
 
-    >>> import models
+    >>> import tinynet.models as models
     >>> models.create("lenet5_classic", num_classes=10).num_parameters()
     60850
     >>> models.create("lenet5", num_classes=10).num_parameters()
