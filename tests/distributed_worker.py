@@ -9,6 +9,11 @@ Scenarios:
   raise    like train, but rank 1 raises at step 2.
   kill     like train, but rank 1 kills itself with SIGKILL at step 2.
   hang     like train, but rank 1 stops answering (sleeps) at step 2.
+  slow     like train, but rank 1 pauses for --pause seconds at step 2, then goes on.
+
+Every rank also stores how long each of its steps took (step_seconds), and a rank that aborts
+first prints how long it had been in its current step ("rank 0 waited 4.01 s in step 2"): the
+tests check the timeout against those, not against the job's total time.
   writes   rank-0-only output: print0, main_process_only, save_checkpoint, sharded counts.
 """
 import argparse
@@ -82,8 +87,18 @@ def train(args):
                                    device=device)
     step = 0
     traces = []
+    step_seconds = []
+    step_started = time.monotonic()
+    abort = group.abort
+
+    def abort_saying_how_long(message, code=1):
+        sys.stderr.write(f"rank {group.rank} waited {time.monotonic() - step_started:.3f} s in step {step}\n")
+        abort(message, code)
+    group.abort = abort_saying_how_long    # what the timeout calls (the excepthook too)
+
     for epoch in range(args.epochs):
         for images, labels in loader:
+            step_started = time.monotonic()
             if args.scenario != "train" and group.rank == 1 and step == 2:
                 if args.scenario == "raise":
                     raise ValueError("planted failure on rank 1 at step 2")
@@ -91,6 +106,8 @@ def train(args):
                     os.kill(os.getpid(), signal.SIGKILL)
                 if args.scenario == "hang":
                     time.sleep(3600)
+                if args.scenario == "slow":
+                    time.sleep(args.pause)
             loss = F.cross_entropy(ddp(tinynet.Tensor(images)), labels)
             optimizer.zero_grad()
             loss.backward()
@@ -99,11 +116,12 @@ def train(args):
             if ddp.reducer is not None:
                 traces.append(np.array([(0 if event == "ready" else 1 if event == "launch" else 2, bucket)
                                         for event, bucket in ddp.reducer.trace], dtype=np.int64))
+            step_seconds.append(time.monotonic() - step_started)
             step += 1
     params = {name.replace(".", "_"): p.numpy() for name, p in model.named_parameters()}
     np.savez(os.path.join(args.out, f"rank{group.rank}.npz"), steps=step, world_size=group.world_size,
              buckets=len(ddp.reducer.buckets) if ddp.reducer is not None else 0,
-             trace=traces[-1] if traces else np.zeros((0, 2), np.int64), **params)
+             trace=traces[-1] if traces else np.zeros((0, 2), np.int64), step_seconds=step_seconds, **params)
     dist.save_checkpoint({"model": model.state_dict(), "steps": step}, os.path.join(args.out, "checkpoint.npz"))
     dist.print0(f"finished {step} steps on {group.world_size} rank(s)")
 
@@ -133,13 +151,14 @@ def writes(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["train", "raise", "kill", "hang", "writes"])
+    parser.add_argument("scenario", choices=["train", "raise", "kill", "hang", "slow", "writes"])
     parser.add_argument("out")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--bucket-mb", type=float, default=0.0001)
     parser.add_argument("--gpu", choices=["staged", "nccl"], default=None)
     parser.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds rank 1 pauses at step 2 (slow)")
     args = parser.parse_args()
     if args.scenario == "writes":
         writes(args)

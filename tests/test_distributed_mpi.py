@@ -1,6 +1,7 @@
 """tinynet.distributed under ``mpiexec -n 2`` (MPICH from the ``mpich`` wheel, mpi4py):
 equivalence with one big batch, the GPU paths on the CuPy and NCCL stand-ins, rank-0-only
-writes, and ranks that raise, get killed or hang.
+writes, and ranks that raise, get killed, hang (the others wait the timeout, no less) or are
+slow but answer in time (no abort).
 
 Each test starts tests/distributed_worker.py with mpiexec; the test extra installs both
 (``pip install -e ".[test]"``).
@@ -119,10 +120,34 @@ def test_a_killed_rank_stops_every_rank(tmp_path):
     assert seconds < 60
 
 
+HANG_TIMEOUT = 3.0
+
+
 def test_a_rank_that_hangs_makes_the_others_abort_after_the_timeout(tmp_path):
-    result, seconds = _run(["hang", str(tmp_path)], timeout=120, env_extra={"TINYNET_DISTRIBUTED_TIMEOUT": "4"})
+    # rank 1 sleeps from step 2 on; rank 0 must wait the whole timeout for step 2's Allreduce, no
+    # less (a deadline computed in other units aborts healthy jobs) and not much more
+    result, seconds = _run(["hang", str(tmp_path)], timeout=120,
+                           env_extra={"TINYNET_DISTRIBUTED_TIMEOUT": f"{HANG_TIMEOUT:g}"})
     assert result.returncode != 0
-    assert "rank 0 of 2: Allreduce of gradient bucket" in result.stderr
-    assert "did not complete within 4 s" in result.stderr
+    assert re.search(r"rank 0 of 2: Allreduce of gradient bucket \d+ \([^)]*step 2\) did not complete "
+                     r"within 3 s", result.stderr), result.stderr[-3000:]
+    waited = re.search(r"rank 0 waited ([\d.]+) s in step (\d+)", result.stderr)
+    assert waited, result.stderr[-3000:]
+    assert waited.group(2) == "2"
+    assert HANG_TIMEOUT <= float(waited.group(1)) <= HANG_TIMEOUT + 2.0, waited.group(0)
     assert "finished" not in result.stdout
     assert seconds < 60
+
+
+def test_a_slow_rank_that_answers_within_the_timeout_does_not_abort_the_job(tmp_path):
+    # rank 1 pauses 1.5 s at step 2, well inside the 5 s timeout: rank 0 waits for it, and the job
+    # finishes with the same parameters on both ranks
+    result, _ = _run(["slow", str(tmp_path), "--pause", "1.5"], timeout=120,
+                     env_extra={"TINYNET_DISTRIBUTED_TIMEOUT": "5"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.stdout.count("finished 8 steps on 2 rank(s)") == 1
+    rank0, rank1 = (np.load(tmp_path / f"rank{r}.npz") for r in range(2))
+    assert int(rank0["steps"]) == int(rank1["steps"]) == 8
+    assert rank0["step_seconds"][2] >= 1.2          # rank 0 did wait for its slow peer
+    for name, values in _parameters(tmp_path / "rank0.npz").items():
+        np.testing.assert_array_equal(values, _parameters(tmp_path / "rank1.npz")[name])
