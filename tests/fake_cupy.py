@@ -5,9 +5,14 @@ private NumPy buffer that plays the part of device memory, and they refuse
 everything real CuPy refuses, so that a bug which would only show on a GPU
 shows here too:
 
-* mixing with NumPy arrays is a ``TypeError`` (``gpu + cpu``, ``cpu + gpu``,
-  ``xp.add(gpu, cpu)``, a NumPy ``out=``), as CuPy's kernels raise
-  ``Unsupported type <class 'numpy.ndarray'>``;
+* mixing with NumPy arrays is a ``TypeError`` wherever an array goes: operators
+  (``gpu + cpu``, ``cpu + gpu``), every positional and keyword argument of ufuncs,
+  module functions and array methods (``xp.add(gpu, cpu)``, ``xp.add(gpu, 1,
+  where=cpu_mask)``, ``gpu.clip(cpu_lo, cpu_hi)``, ``gpu.sum(where=cpu_mask)``,
+  ``xp.concatenate([gpu, cpu])``), a NumPy ``out=``, as CuPy's kernels raise
+  ``Unsupported type <class 'numpy.ndarray'>``.  The exceptions are CuPy's:
+  integer *indices* (``gpu[cpu_index]``, ``gpu.take(cpu_index)``,
+  ``xp.take(gpu, cpu_index)``), which CuPy copies to the device itself;
 * implicit conversion to NumPy (``np.asarray(gpu)``, ``__array__``) raises
   CuPy's "Implicit conversion to a NumPy array is not allowed" -- only
   ``.get()`` and ``asnumpy`` copy to the host;
@@ -213,9 +218,10 @@ class _Flags:
 # ----------------------------------------------------------------- array methods
 def _method(name):
     def method(self, *args, **kwargs):
-        args = tuple(_operand(a, self._device_id) if isinstance(a, ndarray) else a for a in args)
-        if "out" in kwargs and kwargs["out"] is not None:
-            kwargs["out"] = _output(kwargs["out"])
+        out = kwargs.pop("out", None)
+        args, kwargs = _arguments(name, args, kwargs, self._device_id, first_index=0)
+        if out is not None:
+            kwargs["out"] = _output(out)
         result = _result(getattr(self._host, name)(*args, **kwargs))
         if isinstance(result, ndarray) and name != "copy":  # CuPy copies onto the current device
             result._device_id = self._device_id
@@ -288,6 +294,7 @@ class ufunc:
 
     def __call__(self, *inputs, out=None, **kwargs):
         operands = [_operand(x) for x in inputs]
+        kwargs = {key: _operands(value) for key, value in kwargs.items()}   # where=, dtype=, casting=
         if out is not None:
             kwargs["out"] = _output(out)
         result = self._ufunc(*operands, **kwargs)
@@ -309,24 +316,51 @@ def _function(name):
     numpy_function = getattr(np, name)
 
     def function(*args, **kwargs):
-        args = [_operands(a) for a in args]
-        if kwargs.get("out") is not None:
-            kwargs["out"] = _output(kwargs["out"])
+        out = kwargs.pop("out", None)
+        args, kwargs = _arguments(name, args, kwargs, _current_device, first_index=1)
+        if out is not None:
+            kwargs["out"] = _output(out)
         return _result(numpy_function(*args, **kwargs))
     function.__name__ = name
     return function
 
 
-def _operands(value):
+def _operands(value, device_id=None):
     """Like :func:`_operand`, but also through the lists of arrays ``concatenate``/``stack`` take,
     and shapes/dtypes/axes (plain Python values) pass unchanged."""
     if isinstance(value, ndarray):
-        return _operand(value)
+        return _operand(value, device_id)
     if isinstance(value, np.ndarray):
         raise _unsupported(value)
-    if isinstance(value, (list, tuple)) and any(isinstance(v, (ndarray, np.ndarray)) for v in value):
-        return type(value)(_operands(v) for v in value)
+    if isinstance(value, (list, tuple)) and any(_holds_arrays(v) for v in value):
+        return type(value)(_operands(v, device_id) for v in value)
     return value
+
+
+def _holds_arrays(value):
+    if isinstance(value, (ndarray, np.ndarray)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_arrays(v) for v in value)
+
+
+#: calls whose integer indices CuPy copies to the device itself (``cupy.take(a, indices)``,
+#: ``a.take(indices)``): there a host array is accepted, as in ``a[indices]``
+_HOST_INDICES = {"take": "indices"}
+
+
+def _arguments(name, args, kwargs, device_id, first_index):
+    """Every positional and keyword argument of a call with device arrays replaced by their buffers
+    and host arrays refused, except a ``take``'s indices.  ``first_index``: the position of the
+    indices among ``args`` (0 for a method, 1 for the module function after the array)."""
+    index_keyword = _HOST_INDICES.get(name)
+
+    def convert(value, is_index):
+        if is_index and isinstance(value, np.ndarray):
+            return value
+        return _operands(value, device_id)
+    args = tuple(convert(a, index_keyword is not None and i == first_index) for i, a in enumerate(args))
+    kwargs = {key: convert(value, key == index_keyword) for key, value in kwargs.items()}
+    return args, kwargs
 
 
 #: ufuncs tinynet calls through the array module or through operators

@@ -22,6 +22,47 @@ def test_mixing_host_and_device_arrays_is_a_type_error(gpu_xp):
     assert float((device * np.float32(2)).sum()) == 6.0
 
 
+def test_host_arrays_are_refused_as_any_argument_or_keyword_of_any_call(gpu_xp):
+    """Not only operands of operators and ufuncs: CuPy's methods and functions take device arrays
+    in every argument and keyword, and a host array anywhere is an error there."""
+    device = gpu_xp.asarray(np.arange(6.0, dtype=np.float32).reshape(2, 3))
+    host, host_mask = np.ones((2, 3), np.float32), np.ones((2, 3), bool)
+    device_mask = gpu_xp.asarray(host_mask)
+    refused = {
+        "method positional": lambda: device.clip(np.zeros(3, np.float32), np.ones(3, np.float32)),
+        "method keyword": lambda: device.sum(where=host_mask),
+        "method keyword of a reduction": lambda: device.max(axis=0, initial=0.0, where=host_mask),
+        "ufunc keyword": lambda: gpu_xp.add(device, 1, where=host_mask),
+        "ufunc keyword, NumPy's side": lambda: np.add(device, 1, where=host_mask),
+        "function positional": lambda: gpu_xp.where(host_mask, device, 0.0),
+        "function, second array": lambda: gpu_xp.where(device_mask, device, host),
+        "function keyword": lambda: gpu_xp.sum(device, where=host_mask),
+        "function, in a list": lambda: gpu_xp.concatenate([device, host]),
+        "function, in a tuple": lambda: gpu_xp.stack((device, host)),
+        "tensordot": lambda: gpu_xp.tensordot(device, host.T, axes=1),
+        "broadcast_to": lambda: gpu_xp.broadcast_to(host, (2, 2, 3)),
+        "zeros_like": lambda: gpu_xp.zeros_like(host),
+        "setitem value": lambda: device.__setitem__(0, np.zeros(3, np.float32)),
+    }
+    accepted = []
+    for what, call in refused.items():
+        try:
+            call()
+        except (TypeError, ValueError):
+            continue
+        accepted.append(what)
+    assert not accepted, f"host arrays accepted: {accepted}"
+    # the same calls with device arrays, scalars and plain values are fine
+    assert device.clip(gpu_xp.zeros(3, np.float32), gpu_xp.full(3, 2.0, np.float32)).get().max() == 2.0
+    assert float(device.clip(1, 4).sum()) == 1 + 1 + 2 + 3 + 4 + 4
+    assert float(gpu_xp.where(device_mask, device, 0.0).sum()) == 15.0
+    assert gpu_xp.concatenate([device, device], axis=0).shape == (4, 3)
+    # integer indices are the exception, as in CuPy, which copies them to the device
+    np.testing.assert_array_equal(device[np.array([1, 0])].get(), device.get()[[1, 0]])
+    np.testing.assert_array_equal(device.take(np.array([5, 0])).get(), [5.0, 0.0])
+    np.testing.assert_array_equal(gpu_xp.take(device, np.array([1]), axis=0).get(), [[3.0, 4.0, 5.0]])
+
+
 def test_implicit_conversion_to_numpy_raises(gpu_xp):
     device = gpu_xp.arange(4)
     with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
