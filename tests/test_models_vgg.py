@@ -26,11 +26,28 @@ def images(batch, size, seed=0):
     return tinynet.tensor(np.random.default_rng(seed).standard_normal((batch, 3, size, size)), dtype="float32")
 
 
+# Each configuration is built once (a few seconds each, most of it drawing the classifier's 123 M
+# weights); C and D stay for their comparison, and D serves as VGG-16 for the 224 px tests.
+_BUILT = {}
+KEPT = ("vgg_c", "vgg_d")
+
+
+@pytest.fixture(scope="module")
+def build():
+    def get(name):
+        if name not in _BUILT:
+            tinynet.manual_seed(0)
+            _BUILT[name] = models.create(name)
+        return _BUILT[name] if name in KEPT else _BUILT.pop(name)
+    yield get
+    _BUILT.clear()
+
+
 @pytest.mark.parametrize("name", sorted(PARAMETERS_1000))
-def test_parameter_count_layers_and_a_small_training_step(name):
-    """One build per configuration (a VGG takes seconds to initialise): count, layer list, 32 px step."""
-    tinynet.manual_seed(0)
-    model = models.create(name)
+def test_parameter_count_layers_and_a_small_training_step(name, build):
+    """Count, layer list, and a 32 px step through the configuration's own layers (its features: the
+    classifier is the same in all six; its 32 px step runs in test_batch_norm_variant, VGG-16's at 224 px)."""
+    model = build(name)
     assert model.num_parameters() == PARAMETERS_1000[name]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -41,18 +58,36 @@ def test_parameter_count_layers_and_a_small_training_step(name):
     assert [c.out_channels for c in ones] == ([256, 512, 512] if name == "vgg_c" else [])
     lrns = [m for m in model.modules() if isinstance(m, nn.LocalResponseNorm)]
     assert len(lrns) == (1 if name == "vgg_a_lrn" else 0)
-    # 32 px: five 2x2 pools leave 1x1, the adaptive pool spreads it to 7x7 for FC6
-    x, labels = images(2, 32), np.array([1, 999])
-    loss = forward_backward(model, x, labels)
-    assert np.isfinite(loss.item())
-    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    # 32 px: five 2x2 pools leave 1x1
+    maps = model.features(images(2, 32))
+    assert maps.shape == (2, 512, 1, 1)
+    (maps * tinynet.tensor(np.random.default_rng(1).standard_normal(maps.shape), dtype="float32")).sum().backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.features.parameters())
     assert np.abs(model.features.conv1_1.weight.grad.numpy()).sum() > 0
+    model.zero_grad()
 
 
-def test_the_1x1_layers_of_c_are_what_separates_it_from_d():
-    # C and D differ only in the last conv of blocks 3-5: 1x1 versus 3x3, i.e. 8 * C_in * C_out weights each
-    difference = 8 * (256 * 256 + 512 * 512 + 512 * 512)
-    assert PARAMETERS_1000["vgg_d"] - PARAMETERS_1000["vgg_c"] == difference
+def test_the_1x1_layers_of_c_are_what_separates_it_from_d(build):
+    """C and D differ only in the last convolution of blocks 3-5: 1x1 (no padding) in C, 3x3 in D, the
+    same widths, so the same map sizes, and 8 * C_in * C_out more weights each in D."""
+    c, d = build("vgg_c"), build("vgg_d")
+    c_layers, d_layers = list(c.named_modules()), list(d.named_modules())
+    assert [(n, type(m)) for n, m in c_layers] == [(n, type(m)) for n, m in d_layers]
+    differing = []
+    for (name, in_c), (_, in_d) in zip(c_layers, d_layers):
+        if isinstance(in_c, nn.Conv2d):
+            assert (in_c.in_channels, in_c.out_channels, in_c.stride) == (in_d.in_channels, in_d.out_channels,
+                                                                           in_d.stride), name
+            if (in_c.kernel_size, in_c.padding) != (in_d.kernel_size, in_d.padding):
+                assert (in_c.kernel_size, in_c.padding, in_d.kernel_size, in_d.padding) == \
+                    ((1, 1), (0, 0), (3, 3), (1, 1)), name
+                differing.append((name, in_c.in_channels, in_c.out_channels))
+        elif isinstance(in_c, nn.Linear):
+            assert (in_c.in_features, in_c.out_features) == (in_d.in_features, in_d.out_features), name
+    assert differing == [("features.conv3_3", 256, 256), ("features.conv4_3", 512, 512),
+                         ("features.conv5_3", 512, 512)]
+    assert d.num_parameters() - c.num_parameters() == sum(8 * cin * cout for _, cin, cout in differing)
+    assert PARAMETERS_1000["vgg_d"] - PARAMETERS_1000["vgg_c"] == d.num_parameters() - c.num_parameters()
 
 
 def test_batch_norm_variant():
@@ -65,8 +100,11 @@ def test_batch_norm_variant():
     assert model.num_parameters() == PARAMETERS_1000["vgg_a"] + sum(c.out_channels for c in convs)
     names = [n for n, _ in model.features.named_children()]
     assert names[:4] == ["conv1_1", "bn1_1", "relu1_1", "pool1"]
-    loss = forward_backward(model, images(2, 32), np.array([0, 4]))
+    # the whole network at 32 px: five 2x2 pools leave 1x1, the adaptive pool spreads it to 7x7 for FC6
+    loss = forward_backward(model, images(2, 32), np.array([0, 999]))
     assert np.isfinite(loss.item()) and bns[0].weight.grad is not None
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    assert np.abs(model.classifier.fc6.weight.grad.numpy()).sum() > 0
 
 
 def test_unknown_configuration_is_refused():
@@ -76,16 +114,10 @@ def test_unknown_configuration_is_refused():
 
 
 # ----------------------------------------------------------------------------- VGG-16 at 224 px
-# One VGG-16 (a few seconds to build, 550 MB of weights) serves the tests below, then is freed.
-_VGG16 = {}
-
-
+# VGG-16 is configuration D (the registry's alias), built once above
 @pytest.fixture(scope="module")
-def vgg16():
-    tinynet.manual_seed(0)
-    _VGG16["model"] = models.create("vgg16")
-    yield _VGG16["model"]
-    _VGG16.clear()
+def vgg16(build):
+    return build("vgg_d")
 
 
 def test_notes_per_layer_table_of_vgg16(vgg16):
