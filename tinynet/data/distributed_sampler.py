@@ -125,6 +125,16 @@ class DistributedDataLoader(DataLoader):
     the seed, the epoch and ``i``), whichever rank transforms it.  ``state_dict()`` counts
     batches per rank, which is also the position in global batches, so a run resumed with a
     different number of ranks and the same global batch continues at the same samples.
+
+    Dropout is not keyed by sample: each rank draws its masks for its own ``batch_size``
+    samples from its own :func:`tinynet.backend.generator`, so rank r's masks are not the
+    rows r, r+N, ... of the masks one process draws for the global batch, and N ranks follow
+    one process only in distribution.  Where every rank calls ``tinynet.manual_seed(seed)``
+    with the same seed (to build the same initial weights) the ranks' generators stay equal,
+    and the j-th sample of every rank gets the same mask; a checkpoint that stores rank 0's
+    generator state makes them equal again on resume.  Reseed each rank's generator with a
+    seed of its own after the model is built (and after a resume) for independent masks.
+    With dropout off, N ranks take the steps of one process (tests/test_keyed_augmentation.py).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, num_replicas=None,

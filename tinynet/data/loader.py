@@ -16,6 +16,22 @@ consecutive ``for`` loops see new orders; :meth:`DataLoader.set_epoch` picks one
 :meth:`DataLoader.state_dict` records the seed, the epoch and -- mid-epoch -- how many
 batches were already handed out, so a resumed run continues with the same batches.
 
+The key of sample ``i``'s generator is its index in ``dataset`` -- not its position in
+the epoch, in a batch or in a rank's shard -- so the crop, flip and colour noise a sample
+gets in epoch ``e`` are the same whatever the number of ranks
+(:class:`~tinynet.data.DistributedDataLoader`), of decoding threads, the batch size, or
+where a run was interrupted and resumed.  A training loop needs::
+
+    loader.load_state_dict(saved["loader"])     # when resuming (saved: loader.state_dict())
+    for epoch in range(start_epoch, epochs):
+        loader.set_epoch(epoch)                  # optional: iter() advances the epoch itself
+        for images, labels in loader:
+            ...
+
+Only the transforms' draws are keyed this way; what the model draws in its forward
+(dropout masks) comes from :func:`tinynet.backend.generator` (see
+:class:`~tinynet.data.DistributedDataLoader` for what that means with several ranks).
+
 Workers
 -------
 ``num_workers > 0`` uses a thread pool: Pillow releases the GIL while decoding and
@@ -135,9 +151,19 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def set_epoch(self, epoch):
-        """Make the next ``iter()`` run epoch ``epoch`` (from its first batch)."""
-        self.epoch = int(epoch)
-        self._skip = 0
+        """Make the next ``iter()`` run epoch ``epoch``.
+
+        A training loop may call it at the start of every epoch, as with PyTorch's
+        ``DistributedSampler.set_epoch``: the epoch picks the order and, with the seed, every
+        sample's augmentation.  A mid-epoch position restored by :meth:`load_state_dict` is
+        kept when ``epoch`` is the restored epoch, so that the resumed epoch continues at its
+        next batch instead of replaying the batches already trained on; any other epoch starts
+        at its first batch.
+        """
+        epoch = int(epoch)
+        if epoch != self.epoch:
+            self._skip = 0
+        self.epoch = epoch
 
     def state_dict(self):
         """``{'seed', 'epoch', 'batch'}``: where a resumed loader should continue."""
