@@ -31,27 +31,19 @@ digits, 4 epochs, 500 test digits) aims at about 30 minutes.  That is a tiny ver
 the paper's question, not as MNIST accuracies.
 """
 import argparse
-import csv
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-import tinynet  # its thread settings apply in any import order (tinynet/_threads.py)
-import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from tinynet import backend, optim  # noqa: E402
-from tinynet.data import (MNIST, DataLoader, Subset,  # noqa: E402
-                          stratified_indices)
-from tinynet.nn import functional as F  # noqa: E402
-
+import tinynet
 import tinynet.models as models
-from script_tools import main_for_mnist, pyplot, save_figure  # noqa: E402
-from lenet_mnist import DEFAULT_DATA, NO_DATA_HELP, DigitTransform, cosine_lr, input_scaling  # noqa: E402
+from tinynet import optim
+from tinynet.data import MNIST, DataLoader, DigitTransform, Subset, input_scaling, stratified_indices
+from tinynet.train import Trainer, pyplot, save_figure, write_csv, write_json
+from tinynet.train.commands import main_for_mnist
 
+DEFAULT_DATA = os.path.normpath(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist")
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 METRIC_FIELDS = ["model", "epoch", "train_error", "test_error", "train_loss", "test_loss", "lr", "seconds"]
 
@@ -78,56 +70,33 @@ def parse_arguments(argv=None):
     return args
 
 
-def evaluate(model, loader):
-    """(error, mean loss) in eval mode (BatchNorm uses its running statistics)."""
-    model.eval()
-    wrong, loss_sum, count = 0, 0.0, 0
-    with tinynet.no_grad():
-        for images, labels in loader:
-            logits = model(tinynet.Tensor(images))
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            wrong += int((logits.numpy().argmax(axis=1) != backend.to_numpy(labels)).sum())
-            count += len(labels)
-    model.train()
-    return wrong / max(count, 1), loss_sum / max(count, 1)
-
-
 class Trainee:
-    """One network of the experiment with its optimizer: built from the run's seed, trained epoch by epoch."""
+    """One network of the experiment, built from the run's seed, with tinynet's training loop.
 
-    def __init__(self, name, args):
+    Every network gets its own loader with the run's seed, so all see the same batches in the same
+    order with the same shifts; the rate follows a half cosine to 0 over the run.
+    """
+
+    def __init__(self, name, args, train_set, test_loader):
         tinynet.manual_seed(args.seed)
-        self.name, self.args = name, args
+        self.name = name
         self.model = models.create(name, num_classes=10, in_channels=1)
-        self.optimizer = optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
-                                   weight_decay=args.weight_decay)
+        optimizer = optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
+                              weight_decay=args.weight_decay)
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+        # test error after each epoch in eval mode (BatchNorm's running statistics); nothing is saved
+        self.trainer = Trainer(self.model, optimizer, train_loader, test_loader, epochs=args.epochs,
+                               scheduler=optim.CosineAnnealingLR(optimizer, epochs=args.epochs), held_out="test",
+                               description=f"{name} ", epoch_message=lambda row: None)
         self.rows = []
 
-    def train_epoch(self, epoch, train_loader, test_loader):
-        """One epoch on ``train_loader``'s batches of ``epoch`` (the same for every network); its row."""
-        from tqdm import tqdm
-
-        args = self.args
-        lr = cosine_lr(args.lr, epoch, args.epochs)
-        self.optimizer.param_groups[0]["lr"] = lr
-        train_loader.set_epoch(epoch)
-        wrong, loss_sum, count = 0, 0.0, 0
+    def train_epoch(self):
+        """The next epoch; its row (training error: the running error on the epoch's mini-batches)."""
         started = time.perf_counter()
-        progress = tqdm(train_loader, desc=f"{self.name} epoch {epoch + 1}/{args.epochs}", dynamic_ncols=True)
-        for images, labels in progress:
-            logits = self.model(tinynet.Tensor(images))
-            loss = F.cross_entropy(logits, labels)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            wrong += int((logits.numpy().argmax(axis=1) != labels).sum())
-            loss_sum += loss.item() * len(labels)
-            count += len(labels)
-            progress.set_postfix(loss=f"{loss_sum / count:.3f}", err=f"{100 * wrong / count:.1f}%")
-        test_error, test_loss = evaluate(self.model, test_loader)
-        row = {"model": self.name, "epoch": epoch + 1, "train_error": wrong / count, "test_error": test_error,
-               "train_loss": loss_sum / count, "test_loss": test_loss, "lr": lr,
-               "seconds": time.perf_counter() - started}
+        row = self.trainer.run_epoch()
+        row = {"model": self.name, "epoch": row["epoch"], "train_error": 1.0 - row["train_accuracy"],
+               "test_error": 1.0 - row["val_accuracy"], "train_loss": row["train_loss"],
+               "test_loss": row["val_loss"], "lr": row["lr"], "seconds": time.perf_counter() - started}
         self.rows.append(row)
         return row
 
@@ -177,33 +146,29 @@ def run(args):
     train_indices = stratified_indices(train_full.targets, count=min(args.train_size, len(train_full)), seed=args.seed)
     test_indices = stratified_indices(test_full.targets, count=min(args.test_size, len(test_full)), seed=args.seed)
     scale, offset = input_scaling("modern", train_full.images[train_indices])
-    train_loader = DataLoader(Subset(train_full.with_transform(DigitTransform(scale, offset, args.shift)),
-                                     train_indices), batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    train_set = Subset(train_full.with_transform(DigitTransform(scale, offset, args.shift)), train_indices)
     test_loader = DataLoader(Subset(test_full.with_transform(DigitTransform(scale, offset, 0)), test_indices),
                              batch_size=500)
+    steps = -(-len(train_indices) // args.batch_size)
     print(f"data: {len(train_indices):,} training digits, {len(test_indices):,} test digits; "
-          f"{args.epochs} epochs of {len(train_loader)} steps, batch {args.batch_size}, lr {args.lr:g}")
+          f"{args.epochs} epochs of {steps} steps, batch {args.batch_size}, lr {args.lr:g}")
 
-    history, results = {}, {}
+    history, results, rows = {}, {}, []
 
     def on_epoch(row):
         history.setdefault(row["model"], []).append(row)
-        new = not metrics_path.exists()
-        with open(metrics_path, "a", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=METRIC_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRIC_FIELDS})
+        rows.append(row)
+        write_csv(metrics_path, rows, METRIC_FIELDS)
         draw(out / "degradation.png", history, f"Degradation on MNIST ({len(train_indices):,} digits, "
                                                 f"{args.epochs} epochs): thin = training, bold = test")
         print(f"{row['model']} epoch {row['epoch']}: training error {100 * row['train_error']:.2f}%, "
               f"test error {100 * row['test_error']:.2f}% ({row['seconds']:.0f} s)")
 
     # epoch by epoch, every network in turn: a run stopped early still has all four curves
-    trainees = [Trainee(name, args) for name in args.models]
+    trainees = [Trainee(name, args, train_set, test_loader) for name in args.models]
     for epoch in range(args.epochs):
         for trainee in trainees:
-            on_epoch(trainee.train_epoch(epoch, train_loader, test_loader))
+            on_epoch(trainee.train_epoch())
     for trainee in trainees:
         rows = trainee.rows
         results[trainee.name] = {"parameters": int(trainee.model.num_parameters()),
@@ -212,7 +177,7 @@ def run(args):
     summary = {"models": results, "train_size": int(len(train_indices)), "test_size": int(len(test_indices)),
                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                "wall_seconds": time.perf_counter() - started_run}
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "results.json", summary)
     for name, result in results.items():
         print(f"{name:9s} {result['parameters']:>9,} parameters: final training error "
               f"{100 * result['final_train_error']:.2f}%, test error {100 * result['final_test_error']:.2f}%")
@@ -221,7 +186,7 @@ def run(args):
 
 
 def main(argv=None):
-    return main_for_mnist(run, parse_arguments(argv), NO_DATA_HELP)
+    return main_for_mnist(run, parse_arguments(argv), "degradation.py")
 
 
 if __name__ == "__main__":

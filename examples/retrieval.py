@@ -30,11 +30,10 @@ import tinynet  # its thread settings apply in any import order (tinynet/_thread
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from tinynet.data import BadImageError, ImageFolder, load_image  # noqa: E402
-from tinynet.data import transforms as T  # noqa: E402
-from visualize_filters import load_alexnet  # noqa: E402
+from tinynet.data import BadImageError, ImageFolder, load_image
+from tinynet.data import transforms as T
+from tinynet.models.alexnet import load_alexnet
+from tinynet.neighbours import nearest_neighbours
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,28 +74,6 @@ def fc7_features(model, paths, transform, batch_size=16):
     if not features:
         return np.zeros((0, 4096), dtype=np.float32), []
     return np.concatenate(features), kept
-
-
-def euclidean_distances(queries, items):
-    """All pairwise Euclidean distances, (q, d) x (n, d) -> (q, n), via ||a||^2 + ||b||^2 - 2 a.b."""
-    queries = np.asarray(queries, dtype=np.float64)
-    items = np.asarray(items, dtype=np.float64)
-    squared = ((queries ** 2).sum(axis=1)[:, None] + (items ** 2).sum(axis=1)[None, :]
-               - 2.0 * queries @ items.T)
-    return np.sqrt(np.maximum(squared, 0.0))
-
-
-def nearest_neighbours(query, items, k, exclude=None):
-    """Indices and distances of the ``k`` rows of ``items`` nearest to ``query`` (nearest first).
-
-    ``exclude``: an index of ``items`` to leave out (the query itself).  Ties keep folder order.
-    """
-    distances = euclidean_distances(np.asarray(query)[None, :], items)[0]
-    if exclude is not None:
-        distances[exclude] = np.inf
-    order = np.argsort(distances, kind="stable")
-    order = order[np.isfinite(distances[order])][:k]
-    return order, distances[order]
 
 
 # ----------------------------------------------------------------------------- the contact sheet

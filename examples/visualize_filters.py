@@ -20,110 +20,14 @@ its largest white, as in the paper's figure) or all with one common scale (``--n
 which also shows which filters have grown large).
 """
 import argparse
-import math
 import os
 import sys
 
-import tinynet  # its thread settings apply in any import order (tinynet/_threads.py)
-import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from tinynet.models.alexnet import AlexNet  # noqa: E402
-
-
-# ----------------------------------------------------------------------------- the model
-def load_alexnet(checkpoint=None, num_classes=2, groups=1, init="paper", seed=0):
-    """``(model, info)``: an AlexNet from a checkpoint, or a fresh one (seeded) when ``checkpoint`` is None.
-
-    The checkpoint is a ``tinynet.save``'d dict whose ``"model"`` entry is the state dict
-    (``examples/alexnet_catdog.py`` writes one, with ``"config"``, ``"classes"`` and ``"statistics"``);
-    a bare state dict works too.  The number of classes comes from ``"classes"`` or
-    ``config["num_classes"]`` or FC8's weight, ``groups`` from the config or CONV2's weight.
-    ``info`` holds ``config`` (dict), ``statistics`` (dict with ``mean``/``std``, or None) and
-    ``classes`` (list or None).
-    """
-    if checkpoint is None:
-        tinynet.manual_seed(seed)
-        model = AlexNet(num_classes=num_classes, groups=groups, init=init)
-        return model.eval(), {"config": {}, "statistics": None, "classes": None}
-    state = tinynet.load(checkpoint)
-    weights = state["model"] if isinstance(state.get("model"), dict) else state
-    if "classifier.fc8.weight" not in weights or "features.conv2.weight" not in weights:
-        raise tinynet.CheckpointError(
-            f"{checkpoint}: no AlexNet weights (expected a dict with a 'model' state dict holding "
-            f"'features.conv1.weight' ... 'classifier.fc8.weight')")
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    classes = state.get("classes") if isinstance(state.get("classes"), (list, tuple)) else None
-    num_classes = (len(classes) if classes else config.get("num_classes")
-                   or int(weights["classifier.fc8.weight"].shape[0]))
-    groups = config.get("groups") or 96 // int(weights["features.conv2.weight"].shape[1])
-    model = AlexNet(num_classes=num_classes, groups=groups, lrn=config.get("lrn", True),
-                    dropout=config.get("dropout", 0.5))
-    model.load_state_dict(weights)
-    statistics = state.get("statistics") if isinstance(state.get("statistics"), dict) else None
-    return model.eval(), {"config": config, "statistics": statistics, "classes": classes}
-
-
-# ----------------------------------------------------------------------------- the grid
-def grid_shape(count):
-    """Rows and columns for ``count`` tiles: 8x12 for AlexNet's 96 (the paper's layout), else about square."""
-    if count == 96:
-        return 8, 12
-    cols = math.ceil(math.sqrt(count))
-    return math.ceil(count / cols), cols
-
-
-def grid_size(rows, cols, tile_h, tile_w, scale=4, pad=1):
-    """``(height, width)`` in pixels of a grid of ``rows x cols`` tiles of ``tile_h x tile_w`` weights."""
-    return rows * tile_h * scale + (rows + 1) * pad, cols * tile_w * scale + (cols + 1) * pad
-
-
-def normalize_filters(weight, mode="filter"):
-    """Map weights (O, C, kh, kw) to [0, 1]: per filter (its min -> 0, max -> 1) or with one global scale.
-
-    A constant filter (nothing to show) becomes mid grey.
-    """
-    w = np.asarray(weight, dtype=np.float64)
-    if mode == "filter":
-        low = w.min(axis=(1, 2, 3), keepdims=True)
-        high = w.max(axis=(1, 2, 3), keepdims=True)
-    elif mode == "global":
-        low, high = w.min(), w.max()
-    else:
-        raise ValueError(f"normalize must be 'filter' or 'global', got {mode!r}")
-    span = np.asarray(high - low)
-    scaled = np.where(span > 0, (w - low) / np.where(span > 0, span, 1.0), 0.5)
-    return scaled
-
-
-def filter_grid(weight, rows=None, cols=None, scale=4, pad=1, normalize="filter", background=255):
-    """An (H, W, 3) uint8 image of the filters of ``weight`` (O, C, kh, kw), one tile per filter, row by row.
-
-    C = 3 is drawn as RGB, C = 1 as grey; other channel counts show the mean over channels in grey.
-    """
-    weight = np.asarray(weight)
-    if weight.ndim != 4:
-        raise ValueError(f"expected a convolution weight (O, C, kh, kw), got shape {weight.shape}")
-    count, channels, kh, kw = weight.shape
-    if rows is None or cols is None:
-        rows, cols = grid_shape(count)
-    if rows * cols < count:
-        raise ValueError(f"a {rows}x{cols} grid has no room for {count} filters")
-    tiles = normalize_filters(weight, normalize)
-    if channels != 3:
-        tiles = np.repeat(tiles.mean(axis=1, keepdims=True), 3, axis=1)
-    tiles = np.round(tiles.transpose(0, 2, 3, 1) * 255).astype(np.uint8)     # (O, kh, kw, 3)
-    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)                 # nearest-neighbour zoom
-    height, width = grid_size(rows, cols, kh, kw, scale, pad)
-    image = np.full((height, width, 3), background, dtype=np.uint8)
-    th, tw = kh * scale, kw * scale
-    for index in range(count):
-        r, c = divmod(index, cols)
-        top, left = pad + r * (th + pad), pad + c * (tw + pad)
-        image[top:top + th, left:left + tw] = tiles[index]
-    return image
+import tinynet
+from tinynet.models.alexnet import load_alexnet
+from tinynet.viz import filter_grid, grid_shape
 
 
 # ----------------------------------------------------------------------------- command line

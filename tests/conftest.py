@@ -11,11 +11,6 @@ REAL_GPU = os.environ.get("TINYNET_TEST_REAL_GPU") == "1"
 if not REAL_GPU:
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-import sys  # noqa: E402
-
-# examples/ on the import path, as `python examples/x.py` has it: `import models` (the model zoo)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -1,7 +1,6 @@
 """AlexNet as the lecture notes give it, and the end-to-end training script on real photos."""
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,8 @@ import pytest
 import tinynet
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
 from tinynet.models.alexnet import AlexNet  # noqa: E402
-import alexnet_catdog  # noqa: E402
+import tinynet.train.images as alexnet_catdog  # the command examples/alexnet_catdog.py runs
 
 CATDOG = ROOT.parent / "shared" / "data" / "catdog" / "train"
 needs_photos = pytest.mark.skipif(not CATDOG.is_dir(), reason=f"real Dogs-vs-Cats sample not found at {CATDOG}")

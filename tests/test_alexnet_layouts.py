@@ -5,7 +5,6 @@ The layer order is checked twice: as the model lists its layers (what a state di
 that only renamed or only reordered the list would fail.
 """
 import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import pytest
 import tinynet
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
 from tinynet.models.alexnet import AlexNet  # noqa: E402
 
 LAYOUTS = list(itertools.product(("after_pool", "before_pool"), ("torchvision", "paper")))

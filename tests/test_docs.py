@@ -78,11 +78,20 @@ def test_index_lists_every_page():
     assert linked == {p.name for p in TOPIC_PAGES}, "docs/README.md must link every page, and only existing ones"
 
 
+def test_no_page_edits_the_import_path():
+    """The models are tinynet.models and the helpers live in the library: a reader copies a snippet or
+    a command into any folder and it runs."""
+    offenders = [f"{page.name}:{number}" for page in PAGES
+                 for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1)
+                 if "sys.path" in line]
+    assert not offenders, offenders
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_snippets_print_what_the_page_says(page, monkeypatch):
     text = page.read_text(encoding="utf-8")
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "path", list(sys.path))      # a snippet may add examples/ to the path
+    monkeypatch.setattr(sys, "path", list(sys.path))      # whatever a snippet imports, the path stays as it was
     namespace = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     for code, expected, line in snippets(text):
         buffer = io.StringIO()

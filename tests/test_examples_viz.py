@@ -4,7 +4,6 @@ The command lines run in-process (``main(argv)``) so that the numba kernels comp
 ``--help`` starts a subprocess.  Images: a few real photos copied from ``../shared/data/catdog/train``
 when that folder exists, generated ones otherwise.
 """
-import os
 import shutil
 import subprocess
 import sys
@@ -19,10 +18,13 @@ import tinynet
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 CATDOG = ROOT.parent / "shared" / "data" / "catdog" / "train"
-sys.path.insert(0, str(EXAMPLES))
 
-import retrieval  # noqa: E402
-import visualize_filters  # noqa: E402
+import tinynet.models.alexnet as alexnet_module
+from scripts import load_script
+from tinynet import neighbours, viz
+
+retrieval = load_script("retrieval")
+visualize_filters = load_script("visualize_filters")
 
 
 @pytest.fixture
@@ -69,13 +71,13 @@ def test_visualize_fresh_model_writes_the_8x12_grid(tmp_path, capsys):
 def test_visualize_from_a_checkpoint(tmp_path, monkeypatch):
     built = []
 
-    class RecordingAlexNet(visualize_filters.AlexNet):
+    class RecordingAlexNet(alexnet_module.AlexNet):
         def __init__(self, **kwargs):
             built.append(kwargs)
             super().__init__(**kwargs)
 
-    monkeypatch.setattr(visualize_filters, "AlexNet", RecordingAlexNet)
-    model, _ = visualize_filters.load_alexnet(None, num_classes=3, groups=2)
+    monkeypatch.setattr(alexnet_module, "AlexNet", RecordingAlexNet)
+    model, _ = alexnet_module.load_alexnet(None, num_classes=3, groups=2)
     pattern = np.random.default_rng(1).standard_normal((96, 3, 11, 11)).astype(np.float32)
     model.features.conv1.weight.data = pattern
     path = tmp_path / "model.npz"
@@ -88,7 +90,7 @@ def test_visualize_from_a_checkpoint(tmp_path, monkeypatch):
     with Image.open(out) as image:
         drawn = np.asarray(image.convert("RGB"))
     assert drawn.shape == (8 * 22, 12 * 22, 3)
-    np.testing.assert_array_equal(drawn, visualize_filters.filter_grid(pattern, scale=2, pad=0))
+    np.testing.assert_array_equal(drawn, viz.filter_grid(pattern, scale=2, pad=0))
 
 
 def test_retrieval_lists_neighbours_and_draws_the_sheet(image_folder, tmp_path, capsys):
@@ -118,21 +120,21 @@ def test_retrieval_lists_neighbours_and_draws_the_sheet(image_folder, tmp_path, 
 
 # ----------------------------------------------------------------------------- the pieces
 def test_grid_layout_and_normalisation():
-    assert visualize_filters.grid_shape(96) == (8, 12)
-    assert visualize_filters.grid_shape(10) == (3, 4)
-    assert visualize_filters.grid_size(8, 12, 11, 11, scale=4, pad=1) == (361, 541)
+    assert viz.grid_shape(96) == (8, 12)
+    assert viz.grid_shape(10) == (3, 4)
+    assert viz.grid_size(8, 12, 11, 11, scale=4, pad=1) == (361, 541)
     weight = np.zeros((3, 1, 2, 2))
     weight[0, 0] = [[0, 1], [2, 4]]
     weight[1, 0] = [[-2, -2], [-2, -2]]        # constant: mid grey
     weight[2, 0] = [[0, 0], [0, 8]]
-    grid = visualize_filters.filter_grid(weight, rows=1, cols=3, scale=1, pad=1, background=7)
+    grid = viz.filter_grid(weight, rows=1, cols=3, scale=1, pad=1, background=7)
     assert grid.shape == (4, 10, 3) and (grid[0] == 7).all()
     assert grid[1:3, 1:3, 0].tolist() == [[0, 64], [128, 255]] and (grid[1:3, 1:3, 0] == grid[1:3, 1:3, 2]).all()
     assert (grid[1:3, 4:6] == 128).all()
-    global_grid = visualize_filters.filter_grid(weight, rows=1, cols=3, scale=1, pad=1, normalize="global")
+    global_grid = viz.filter_grid(weight, rows=1, cols=3, scale=1, pad=1, normalize="global")
     assert global_grid[1:3, 1:3, 0].tolist() == [[51, 76], [102, 153]]     # (w + 2) / 10 * 255, w in -2..8
     with pytest.raises(ValueError, match="no room"):
-        visualize_filters.filter_grid(weight, rows=1, cols=2)
+        viz.filter_grid(weight, rows=1, cols=2)
 
 
 def test_distances_and_neighbours_match_brute_force():
@@ -140,12 +142,12 @@ def test_distances_and_neighbours_match_brute_force():
     items = rng.standard_normal((20, 16)).astype(np.float32)
     queries = rng.standard_normal((3, 16)).astype(np.float32)
     brute = np.linalg.norm(queries[:, None, :].astype(np.float64) - items[None], axis=2)
-    np.testing.assert_allclose(retrieval.euclidean_distances(queries, items), brute, rtol=1e-6, atol=1e-6)
-    order, distances = retrieval.nearest_neighbours(items[4], items, k=5, exclude=4)
+    np.testing.assert_allclose(neighbours.euclidean_distances(queries, items), brute, rtol=1e-6, atol=1e-6)
+    order, distances = neighbours.nearest_neighbours(items[4], items, k=5, exclude=4)
     expected = [i for i in np.argsort(np.linalg.norm(items - items[4], axis=1)) if i != 4][:5]
     assert order.tolist() == expected and 4 not in order.tolist()
     assert np.all(np.diff(distances) >= 0)
-    assert len(retrieval.nearest_neighbours(items[0], items[:3], k=10, exclude=0)[0]) == 2
+    assert len(neighbours.nearest_neighbours(items[0], items[:3], k=10, exclude=0)[0]) == 2
 
 
 def test_fc7_features_skip_unreadable_images(tmp_path):

@@ -222,9 +222,6 @@ def test_one_alexnet_step_at_batch_128_on_a_real_gpu(gpu_xp):
     """The real AlexNet (227 px, batch 128, dropout, momentum) takes one SGD step on the GPU:
     finite loss near ln 2 for two fresh classes, every parameter updated on the GPU.  Runs only
     with TINYNET_TEST_REAL_GPU=1 (pip install -e ".[gpu]")."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
     from tinynet.models.alexnet import AlexNet
     tinynet.manual_seed(0)
     model = AlexNet(num_classes=2).to("gpu")

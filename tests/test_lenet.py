@@ -1,7 +1,5 @@
 """LeNet-5: parameter counts, the paper's C3 connection table, the trainable subsampling and the
 scaled tanh (float64 gradcheck over drawn shapes, naive references, PyTorch), and both variants end to end."""
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ import tinynet
 from tinynet import nn
 from tinynet.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from tinynet.models.lenet import (C3_CONNECTIONS, LeNet5, PartiallyConnectedConv2d, ScaledTanh,  # noqa: E402
                           TrainableSubsampling, lenet5, lenet5_classic)
 

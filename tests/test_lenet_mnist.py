@@ -2,7 +2,6 @@
 import csv
 import gzip
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,10 @@ import pytest
 import tinynet
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-import lenet_mnist  # noqa: E402
+from scripts import load_script
+from tinynet.data import DigitTransform, input_scaling
+
+lenet_mnist = load_script("lenet_mnist")
 import tinynet.models as models
 
 
@@ -87,11 +88,11 @@ def test_default_data_folder_is_the_shared_one():
 def test_digit_transform_pads_shifts_and_scales():
     digit = np.zeros((28, 28), np.uint8)
     digit[0, 0] = 255                               # the top-left pixel of the 28x28 digit
-    classic = lenet_mnist.DigitTransform(*lenet_mnist.input_scaling("classic", digit[None]), max_shift=0)
+    classic = DigitTransform(*input_scaling("classic", digit[None]), max_shift=0)
     image = classic(digit, np.random.default_rng(0))
     assert image.shape == (1, 32, 32) and image.dtype == np.float32
     assert image[0, 2, 2] == pytest.approx(1.175) and image[0, 0, 0] == pytest.approx(-0.1)  # the paper's levels
-    shifted = lenet_mnist.DigitTransform(1.0, 0.0, max_shift=2)
+    shifted = DigitTransform(1.0, 0.0, max_shift=2)
     seen = set()
     for seed in range(300):
         out = shifted(digit, np.random.default_rng(seed))
@@ -102,8 +103,8 @@ def test_digit_transform_pads_shifts_and_scales():
 
 def test_modern_scaling_standardises_the_padded_training_digits():
     images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28)).astype(np.uint8)
-    scale, offset = lenet_mnist.input_scaling("modern", images)
-    transform = lenet_mnist.DigitTransform(scale, offset)
+    scale, offset = input_scaling("modern", images)
+    transform = DigitTransform(scale, offset)
     batch = np.stack([transform(image, None) for image in images])
     assert batch.mean() == pytest.approx(0.0, abs=1e-5) and batch.std() == pytest.approx(1.0, rel=1e-5)
 

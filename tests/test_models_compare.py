@@ -1,7 +1,9 @@
 """The comparison table and the notes' per-layer format, computed from the models."""
 import pytest
 
-import compare_models
+from scripts import load_script
+
+compare_models = load_script("compare_models")
 import tinynet.models as models
 import tinynet
 from tinynet.models.compare import comparison_table, describe, notes_table, short_count, weight_layer_depth

@@ -1,8 +1,6 @@
 """tinynet.summary: the lecture notes' numbers for AlexNet, and any model built from tinynet layers."""
 import doctest
 import importlib
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from tinynet import nn
 summary_module = importlib.import_module("tinynet.summary")
 summary = summary_module.summary
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
 from tinynet.models.alexnet import AlexNet  # noqa: E402
 
 _CACHE = {}

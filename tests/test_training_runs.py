@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,8 @@ from tinynet import nn
 from tinynet.data import train_val_split, train_val_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-import alexnet_catdog  # noqa: E402
+import tinynet.train.images as alexnet_catdog  # the command examples/alexnet_catdog.py runs
+import tinynet.train.loop
 import tinynet.models as models
 
 
@@ -70,7 +69,7 @@ def use_tiny_model(patch, **options):
     patch.setitem(models.registry(), "tiny", TinyNet)
     patch.setattr(alexnet_catdog, "model_config_from_args",
                   lambda args, n: {"name": "tiny", "num_classes": n, "options": dict(options, dropout=args.dropout)})
-    patch.setattr(alexnet_catdog, "draw_curves", lambda *arguments: False)
+    patch.setattr(tinynet.train.loop, "draw_training_curves", lambda *arguments, **options: False)
 
 
 @pytest.fixture
@@ -202,15 +201,15 @@ def test_ctrl_c_saves_at_the_next_batch_boundary(tiny, photos, tmp_path, monkeyp
 
 def test_ctrl_c_during_the_final_scoring_keeps_the_finished_run(tiny, photos, uninterrupted, tmp_path, monkeypatch,
                                                                 capsys):
-    real_scores = alexnet_catdog.TrainingRun.final_scores
+    real_scores = alexnet_catdog.ImageRun.final_scores
 
     def ctrl_c(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(alexnet_catdog.TrainingRun, "final_scores", ctrl_c)
+    monkeypatch.setattr(alexnet_catdog.ImageRun, "final_scores", ctrl_c)
     assert run(tmp_path, photos) == 130
     assert "interrupted during the final scoring" in capsys.readouterr().err
-    monkeypatch.setattr(alexnet_catdog.TrainingRun, "final_scores", real_scores)
+    monkeypatch.setattr(alexnet_catdog.ImageRun, "final_scores", real_scores)
     assert run(tmp_path, photos, "--resume") == 0  # no epoch left: scores the best checkpoint
     assert read_results(tmp_path) == read_results(uninterrupted)
 
@@ -439,7 +438,7 @@ def test_results_report_the_test_split_as_the_headline_with_its_interval(uninter
         for crop in ("centre_crop", "ten_crop"):
             score = results[split][crop]
             assert score["images"] == 6 and score["accuracy"] == score["correct"] / 6
-            assert score["ci95"] == list(alexnet_catdog.wilson_interval(score["correct"], 6))
+            assert score["ci95"] == list(tinynet.train.wilson_interval(score["correct"], 6))
     assert set(results["checkpoint_megabytes"]) == {"best.npz", "last.npz"}
 
 
@@ -464,13 +463,13 @@ def test_without_a_test_split_the_output_says_the_figure_is_optimistic(tiny, pho
 def test_wilson_interval_matches_scipy(correct, count):
     stats = pytest.importorskip("scipy.stats")
     expected = stats.binomtest(correct, count).proportion_ci(0.95, method="wilson")
-    low, high = alexnet_catdog.wilson_interval(correct, count)
+    low, high = tinynet.train.wilson_interval(correct, count)
     assert low == pytest.approx(expected.low, abs=1e-12) and high == pytest.approx(expected.high, abs=1e-12)
     # and the defining property: each end lies exactly z standard errors (at that end) from the estimate
     p = correct / count
     for end in (low, high):
         if abs(end - p) > 1e-6:  # an end at 0 % or 100 % is where the estimate itself lies
-            assert abs(p - end) / math.sqrt(end * (1 - end) / count) == pytest.approx(alexnet_catdog.Z_95)
+            assert abs(p - end) / math.sqrt(end * (1 - end) / count) == pytest.approx(tinynet.train.Z_95)
 
 
 # ----------------------------------------------------------------------------- evaluation and checkpoints
@@ -480,7 +479,7 @@ def test_eval_only_scores_the_stored_splits_or_every_photo_of_another_folder(tin
     assert alexnet_catdog.main(["--eval-only", "--checkpoint", best, "--workers", "0"]) == 0
     out = capsys.readouterr().out
     results = json.loads((uninterrupted / "results.json").read_text())
-    expected = alexnet_catdog.describe(results["test"]["centre_crop"])
+    expected = tinynet.train.describe_score(results["test"]["centre_crop"])
     assert f"centre crop: test accuracy {expected}" in out and "ten crop: validation accuracy" in out
 
     other = write_photos(tmp_path / "other", per_class=5, seed=9, flat=False)  # one folder per class
@@ -577,7 +576,7 @@ QUICK = ["--no-ten-crop", "--epochs", "1"]
 
 
 def test_model_flag_trains_a_registry_network_and_the_checkpoint_rebuilds_it(photos, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(alexnet_catdog, "draw_curves", lambda *a: False)
+    monkeypatch.setattr(tinynet.train.loop, "draw_training_curves", lambda *a, **k: False)
     options = ["--model", "resnet20", "--model-option", "shortcut=\"B\"", "--model-option", "zero_init_residual=true"]
     assert run(tmp_path, photos, *QUICK, *options, epochs=1) == 0
     best = tinynet.load(tmp_path / "best.npz")
@@ -611,12 +610,12 @@ def test_a_network_with_auxiliary_heads_trains_on_its_own_loss():
     labels = np.array([0, 1])
     outputs = net(images)
     assert isinstance(outputs, tuple) and len(outputs) == 3
-    loss, logits = alexnet_catdog.training_loss(net, outputs, labels)
+    loss, logits = tinynet.train.training_loss(net, outputs, labels)
     assert logits is outputs[0]
     assert loss.item() == pytest.approx(googlenet_loss(outputs, labels).item())
     assert loss.item() != pytest.approx(F.cross_entropy(outputs[0], labels).item())   # the heads count
     plain_logits = tinynet.tensor(np.array([[2.0, 0.0], [0.0, 1.0]], np.float32))
-    plain, same = alexnet_catdog.training_loss(TinyNet(), plain_logits, labels)
+    plain, same = tinynet.train.training_loss(TinyNet(), plain_logits, labels)
     assert same is plain_logits and plain.item() == pytest.approx(F.cross_entropy(plain_logits, labels).item())
 
 

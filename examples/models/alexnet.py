@@ -158,3 +158,35 @@ def alexnet(num_classes=1000, **options):
 
 # the class itself, so that the registry sees its keyword options (alexnet() takes **options)
 MODELS = {"alexnet": AlexNet}
+
+
+def load_alexnet(checkpoint=None, num_classes=2, groups=1, init="paper", seed=0):
+    """``(model, info)``: an AlexNet from a checkpoint, or a fresh one (seeded) when ``checkpoint`` is None.
+
+    The checkpoint is a ``tinynet.save``'d dict whose ``"model"`` entry is the state dict
+    (``examples/alexnet_catdog.py`` writes one, with ``"config"``, ``"classes"`` and ``"statistics"``);
+    a bare state dict works too.  The number of classes comes from ``"classes"`` or
+    ``config["num_classes"]`` or FC8's weight, ``groups`` from the config or CONV2's weight.
+    ``info`` holds ``config`` (dict), ``statistics`` (dict with ``mean``/``std``, or None) and
+    ``classes`` (list or None).
+    """
+    if checkpoint is None:
+        tinynet.manual_seed(seed)
+        model = AlexNet(num_classes=num_classes, groups=groups, init=init)
+        return model.eval(), {"config": {}, "statistics": None, "classes": None}
+    state = tinynet.load(checkpoint)
+    weights = state["model"] if isinstance(state.get("model"), dict) else state
+    if "classifier.fc8.weight" not in weights or "features.conv2.weight" not in weights:
+        raise tinynet.CheckpointError(
+            f"{checkpoint}: no AlexNet weights (expected a dict with a 'model' state dict holding "
+            f"'features.conv1.weight' ... 'classifier.fc8.weight')")
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    classes = state.get("classes") if isinstance(state.get("classes"), (list, tuple)) else None
+    num_classes = (len(classes) if classes else config.get("num_classes")
+                   or int(weights["classifier.fc8.weight"].shape[0]))
+    groups = config.get("groups") or 96 // int(weights["features.conv2.weight"].shape[1])
+    model = AlexNet(num_classes=num_classes, groups=groups, lrn=config.get("lrn", True),
+                    dropout=config.get("dropout", 0.5))
+    model.load_state_dict(weights)
+    statistics = state.get("statistics") if isinstance(state.get("statistics"), dict) else None
+    return model.eval(), {"config": config, "statistics": statistics, "classes": classes}

@@ -28,13 +28,14 @@ from tinynet import nn
 #: name -> (label, registry name, options, paper input size, year, published top-5 error, where)
 NETWORKS = OrderedDict([
     ("alexnet", ("AlexNet", "alexnet", {}, 227, 2012, "18.2%",
-                 "Krizhevsky et al. Table 2: 1 CNN, ILSVRC-2012 val (7 CNNs: 15.4% val, 15.3% test)")),
+                 "Krizhevsky et al. Table 2: 1 CNN, ILSVRC-2012 val (7 CNNs, two of them pre-trained on the extra "
+                 "ImageNet Fall 2011 data: 15.4% val, 15.3% test; 5 CNNs without it: 16.4% test)")),
     ("vgg16", ("VGG-16", "vgg16", {}, 224, 2014, "7.5%",
                "Simonyan & Zisserman Table 4: net D, multi-scale test, ILSVRC-2012 val")),
     ("vgg19", ("VGG-19", "vgg19", {}, 224, 2014, "7.5%",
                "Simonyan & Zisserman Table 4: net E, multi-scale test, ILSVRC-2012 val")),
     ("googlenet", ("GoogLeNet", "googlenet", {"aux_logits": False}, 224, 2014, "10.07%",
-                   "Szegedy et al. Table 5: 1 model, 1 crop, val (7 models, 144 crops: 6.67% test)")),
+                   "Szegedy et al. Table 3: 1 model, 1 crop, val (7 models, 144 crops: 6.67% test)")),
     ("resnet18", ("ResNet-18", "resnet18", {}, 224, 2015, "-",
                   "He et al. Table 2 gives top-1 only (27.88%, 10-crop val)")),
     ("resnet34", ("ResNet-34", "resnet34", {}, 224, 2015, "7.46%",

@@ -23,6 +23,7 @@ from .image_folder import (IMG_EXTENSIONS, BadImageError, ImageFolder, NoImagesE
 from .loader import DataLoader, default_collate, sample_rng
 from .distributed_sampler import DistributedDataLoader, DistributedSampler
 from .mnist import IDXError, MNIST, MNISTNotFoundError, load_mnist, read_idx
+from .digits import DigitTransform, input_scaling
 from .transforms import (CenterCrop, Compose, Normalize, PCAColorAugmentation, RandomCrop,
                          RandomHorizontalFlip, RandomResizedCrop, Resize, TenCrop, ToArray,
                          compute_mean_std, compute_rgb_pca, compute_rgb_stats)
@@ -36,5 +37,6 @@ __all__ = [
     "RandomCrop", "CenterCrop", "RandomResizedCrop", "RandomHorizontalFlip", "ToArray",
     "Normalize", "PCAColorAugmentation", "TenCrop", "compute_rgb_pca", "compute_mean_std",
     "compute_rgb_stats", "MNIST", "IDXError", "MNISTNotFoundError", "load_mnist", "read_idx",
+    "DigitTransform", "input_scaling",
     "DistributedSampler", "DistributedDataLoader",
 ]
