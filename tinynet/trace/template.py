@@ -39,10 +39,10 @@ figcaption { font-size: 0.8em; color: #555; }
 .step h4 { margin: 2px 0; font-size: 0.95em; color: #37474f; }
 .step p { margin: 2px 0; }
 .vector { display: inline-block; vertical-align: top; margin: 2px 8px 2px 0; }
-.vector table { font-size: 0.65em; }
+.vector table { font-size: 0.6em; }
 .vector td { padding: 0 2px; }
 .cols { display: flex; gap: 24px; flex-wrap: wrap; }
-.cols > div { flex: 1; min-width: 340px; }
+.cols > div { flex: 1; min-width: 340px; overflow-x: auto; }
 .stats span { margin-right: 12px; }
 .bar { display: inline-block; height: 10px; background: #1976d2; vertical-align: middle; }
 </style>

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["explain_unit", "softmax_steps", "unit_grid", "FULL_VECTOR_LIMIT", "fmt"]
+__all__ = ["explain_unit", "softmax_steps", "unit_grid", "as_text", "FULL_VECTOR_LIMIT", "fmt"]
 
 #: a dot product of at most this many terms is shown whole (input patch and filter)
 FULL_VECTOR_LIMIT = 600
@@ -245,14 +245,16 @@ def _lrn(record, unit, store):
     result = a / power
     value = float(record.output[0, c, y, x])
     rows = [[f"channel {j}", num("a", column[j]), num("a2", column[j] ** 2)] for j in range(low, high + 1)]
-    alpha_text = (f"α/n = {fmt(m.alpha)}/{m.size}" if m.alpha_scaled_by_size else f"α = {fmt(m.alpha)}")
+    alpha_text = "α/n" if m.alpha_scaled_by_size else "α"
+    alpha_note = ([f"α/n = {fmt(m.alpha)}/{m.size} (alpha_scaled_by_size, as in PyTorch and Caffe)"]
+                  if m.alpha_scaled_by_size else [f"α = {fmt(m.alpha)} multiplies the plain sum (the paper's formula)"])
     forward = [
         _step("Sum of squares over the neighbouring channels",
               [["channels ", num("low", low), " .. ", num("high", high), " (n = ", num("n", m.size),
                 ", clipped at the edges): Σ a² = ", num("sum_squares", total)]],
               table={"header": ["channel", "a", "a²"], "rows": rows}),
-        _step("Scale", [["k + ", alpha_text, " · Σ = ", num("k", m.k), " + ", num("alpha_eff", alpha), " · ",
-                         num("sum_squares", total), " = ", num("scale", scale)]]),
+        _step("Scale", [["k + ", alpha_text, "·Σ = ", num("k", m.k), " + ", num("alpha_eff", alpha), " · ",
+                         num("sum_squares", total), " = ", num("scale", scale)], alpha_note]),
         _step("Power β", [["scale^β = ", num("scale", scale), "^", num("beta", m.beta), " = ", num("power", power)]]),
         _step("Division", [["a / scale^β = ", num("a", a), " / ", num("power", power), " = ", num("result", result)],
                            ["tinynet's LRN kernel computed ", num("value", value)]]),
@@ -463,3 +465,21 @@ def softmax_steps(logits, target, classes=None):
         _step("The loss", [["target class ", names[t], ": loss = −log p = −log ", num("p_target", p[t]), " = ",
                             num("loss", -math.log(p[t]))]]),
     ]
+
+
+def as_text(steps, vectors=False):
+    """Steps as plain text lines (what the page shows, for a terminal or a test); a table's rows
+    are indented under its step, long vectors are left out unless ``vectors``."""
+    out = []
+    for step in steps:
+        out.append(f"{step['title']}:")
+        for line in step["lines"]:
+            out.append("  " + "".join(t if isinstance(t, str) else t[1] for t in line))
+        table = step.get("table")
+        if table:
+            cells = [table["header"]] + [[c if isinstance(c, str) else c[1] for c in row] for row in table["rows"]]
+            widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+            for row in cells:
+                out.append("    " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                                              enumerate(zip(row, widths))).rstrip())
+    return out
