@@ -309,6 +309,11 @@ class Trainer:
         stop = stop or NeverStop()
         if self.val_loader is None:
             return {"loss": float("nan"), "accuracy": float("nan"), "correct": 0, "images": 0}
+        if hasattr(self.val_loader, "set_epoch"):
+            # every validation sees the same samples with the same draws of any random transform: the
+            # scores of two epochs differ only by the weights, and a resumed run validates as an
+            # uninterrupted one (the loader's own epoch counter is not part of the saved state)
+            self.val_loader.set_epoch(0)
         if self.group is not None:  # shards differ in length: no per-batch stop, one agreed check after
             validation = evaluate(self.model, self.val_loader, self.held_out, group=self.group,
                                   progress=self.progress)
