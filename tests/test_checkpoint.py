@@ -1,4 +1,5 @@
 """Pickle-free, atomic .npz checkpoints."""
+import json
 import os
 
 import numpy as np
@@ -79,3 +80,85 @@ def test_objects_are_never_unpickled(tmp_path):
     with pytest.raises(tinynet.CheckpointError):
         tinynet.load(path)
     assert os.path.exists(path)
+
+
+def _write_raw(path, document, **arrays):
+    """An .npz laid out as the format says: arrays by path, the tree as UTF-8 JSON bytes in __tree__."""
+    tree = np.frombuffer(document if isinstance(document, bytes) else json.dumps(document).encode("utf-8"), np.uint8)
+    np.savez(path, __tree__=tree, **arrays)
+
+
+def test_the_file_layout_is_the_documented_one(tmp_path):
+    """Files written by other versions of tinynet must keep loading: the format name, the entry names
+    (the path, "/" inside a key escaped) and the JSON tree are a contract, checked from both sides."""
+    weights = np.arange(4.0)
+    state = {"model": {"fc/w": weights}, "layers": [np.ones(2), np.zeros(3)], "epoch": 2}
+    tinynet.save(state, tmp_path / "ours.npz")
+    with np.load(tmp_path / "ours.npz", allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["__tree__", "layers/0", "layers/1", "model/fc%2Fw"]
+        document = json.loads(archive["__tree__"].tobytes().decode("utf-8"))
+    assert document["format"] == "tinynet-checkpoint-1"
+    assert document["tree"]["dict"]["epoch"] == {"value": 2}
+    assert document["tree"]["dict"]["layers"] == {"list": [{"array": "layers/0"}, {"array": "layers/1"}],
+                                                  "tuple": False}
+    # a file written by hand to the documented layout loads
+    _write_raw(tmp_path / "by_hand.npz",
+               {"format": "tinynet-checkpoint-1",
+                "tree": {"dict": {"w": {"array": "w"}, "pair": {"list": [{"value": 1}, {"value": "a"}],
+                                                                "tuple": True}}}},
+               w=weights)
+    loaded = tinynet.load(tmp_path / "by_hand.npz")
+    np.testing.assert_array_equal(loaded["w"], weights)
+    assert loaded["pair"] == (1, "a")
+    _write_raw(tmp_path / "newer.npz", {"format": "tinynet-checkpoint-2", "tree": {"value": 1}})
+    with pytest.raises(tinynet.CheckpointError, match="has format 'tinynet-checkpoint-2', expected "
+                                                      "'tinynet-checkpoint-1'"):
+        tinynet.load(tmp_path / "newer.npz")
+    _write_raw(tmp_path / "no_format.npz", {"tree": {"value": 1}})
+    with pytest.raises(tinynet.CheckpointError, match="has format None"):
+        tinynet.load(tmp_path / "no_format.npz")
+
+
+@pytest.mark.parametrize("index, problem", [(b"\xff\xfe not utf-8", "corrupt index"),
+                                            (b'{"format": "tinynet-checkpoint-1", "tree"', "corrupt index")])
+def test_a_corrupt_index_is_a_checkpoint_error(tmp_path, index, problem):
+    _write_raw(tmp_path / "bad.npz", index)
+    with pytest.raises(tinynet.CheckpointError, match=problem):
+        tinynet.load(tmp_path / "bad.npz")
+
+
+def test_tensors_numpy_scalars_and_a_bare_array_are_stored(tmp_path):
+    state = {"tensor": tinynet.tensor([1.5, 2.5]), "count": np.int64(7), "rate": np.float32(0.25),
+             "flag": np.bool_(True)}
+    tinynet.save(state, tmp_path / "a.npz")
+    loaded = tinynet.load(tmp_path / "a.npz")
+    np.testing.assert_array_equal(loaded["tensor"], [1.5, 2.5])
+    assert loaded["count"] == 7 and type(loaded["count"]) is int
+    assert loaded["rate"] == 0.25 and type(loaded["rate"]) is float
+    assert loaded["flag"] is True
+    tinynet.save(np.arange(3), tmp_path / "bare.npz")           # the whole checkpoint one array
+    with np.load(tmp_path / "bare.npz", allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["__tree__", "value"]
+    np.testing.assert_array_equal(tinynet.load(tmp_path / "bare.npz"), np.arange(3))
+
+
+def test_key_clashes_name_the_key_and_where(tmp_path):
+    with pytest.raises(TypeError) as error:
+        tinynet.save({"0": 1, 1: 2, "1": 3}, tmp_path / "x.npz")
+    assert str(error.value) == ("checkpoint: two keys at / are both stored as '1' (keys are stored as strings, "
+                                "e.g. 1 and '1'); rename one")
+    with pytest.raises(TypeError, match=r"two keys at /model%2Fa/layers/0 are both stored as '2'"):
+        tinynet.save({"model/a": {"layers": [{2: 0, "2": 1}]}}, tmp_path / "x.npz")
+    with pytest.raises(TypeError, match=r"cannot store a set at /opts/1; only dicts"):
+        tinynet.save({"opts": [1, {3}]}, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_checkpoint_gets_the_permissions_of_a_plain_file_and_the_umask_is_kept(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        tinynet.save({"w": np.ones(2)}, tmp_path / "deep" / "er" / "c.npz")   # missing folders are made
+        assert os.umask(0o027) == 0o027                                        # save left the umask alone
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "deep" / "er" / "c.npz").stat().st_mode & 0o777 == 0o640
