@@ -102,3 +102,201 @@ def test_optimizer_state_dict_round_trip():
         optimizer.step()
         resumed.step()
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# ---------------------------------------------------------------------- schedules against PyTorch
+def _plateau_metrics(mode):
+    """Values that improve by more and by less than a 1e-2 threshold, stall, and improve again."""
+    steps = [0.0, 0.2, 0.2, 0.205, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.302, 0.4, 0.4, 0.4, 0.4,
+             0.4, 0.4, 0.4, 0.4, 0.4]
+    return [1.0 + s for s in steps] if mode == "max" else [1.0 - s for s in steps]
+
+
+@pytest.mark.parametrize("mode, threshold_mode, threshold, cooldown, min_lr, factor, patience", [
+    ("max", "rel", 1e-2, 0, 0.0, 0.1, 2),
+    ("min", "rel", 1e-2, 0, 0.0, 0.5, 1),
+    ("max", "abs", 1e-2, 0, 0.0, 0.1, 1),
+    ("min", "abs", 1e-2, 2, 0.0, 0.1, 1),
+    ("max", "rel", 1e-4, 1, 3e-4, 0.1, 0),
+    ("min", "rel", 1e-2, 0, 0.0, 0.9, 0),
+])
+def test_reduce_lr_on_plateau_matches_torch_in_every_mode(mode, threshold_mode, threshold, cooldown, min_lr,
+                                                         factor, patience):
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    settings = dict(mode=mode, threshold_mode=threshold_mode, threshold=threshold, cooldown=cooldown,
+                    min_lr=min_lr, factor=factor, patience=patience)
+    ours_optimizer = optim.SGD([{"params": [nn.Parameter(np.zeros(1))], "lr": 0.01},
+                                {"params": [nn.Parameter(np.zeros(1))], "lr": 0.1}], lr=1.0)
+    ours = optim.ReduceLROnPlateau(ours_optimizer, **settings)
+    theirs_optimizer = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.01},
+                                        {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1}], lr=1.0)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(theirs_optimizer, **settings)
+    reductions = 0
+    for metric in _plateau_metrics(mode):
+        before = ours.get_last_lr()
+        ours.step(metric)
+        theirs.step(metric)
+        expected = [group["lr"] for group in theirs_optimizer.param_groups]
+        assert ours.get_last_lr() == pytest.approx(expected, rel=1e-12, abs=0), metric
+        assert ours.num_bad_epochs == theirs.num_bad_epochs and ours.best == pytest.approx(theirs.best)
+        assert ours.cooldown_counter == theirs.cooldown_counter
+        reductions += ours.get_last_lr() != before
+    assert reductions >= 2      # the sequence reaches the rule that reduces, more than once
+
+
+def test_reduce_lr_on_plateau_stops_at_min_lr_and_ignores_changes_below_eps():
+    optimizer = optim.SGD([nn.Parameter(np.zeros(1))], lr=1e-3)
+    scheduler = optim.ReduceLROnPlateau(optimizer, factor=0.5, patience=0, min_lr=4e-4, eps=1e-8)
+    rates = []
+    for _ in range(4):
+        scheduler.step(1.0)
+        rates.append(scheduler.get_last_lr()[0])
+    assert rates == pytest.approx([1e-3, 5e-4, 4e-4, 4e-4])   # the first step sets best; then halve, floor
+    tiny = optim.SGD([nn.Parameter(np.zeros(1))], lr=1e-8)
+    scheduler = optim.ReduceLROnPlateau(tiny, factor=0.5, patience=0, eps=1e-8)
+    scheduler.step(1.0)
+    scheduler.step(1.0)
+    assert scheduler.get_last_lr() == [1e-8]                  # a change of 5e-9 < eps is not applied
+
+
+@pytest.mark.parametrize("bad, message", [(dict(factor=1.0), "factor must be < 1"), (dict(mode="up"), "mode"),
+                                          (dict(threshold_mode="relative"), "threshold_mode")])
+def test_reduce_lr_on_plateau_refuses_bad_settings(bad, message):
+    with pytest.raises(ValueError, match=message):
+        optim.ReduceLROnPlateau(optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1), **bad)
+
+
+def test_step_lr_matches_torch_for_two_groups():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    ours_optimizer = optim.SGD([{"params": [nn.Parameter(np.zeros(1))], "lr": 0.3},
+                                {"params": [nn.Parameter(np.zeros(1))]}], lr=0.02)
+    ours = optim.StepLR(ours_optimizer, step_size=3, gamma=0.5)
+    theirs_optimizer = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.3},
+                                        {"params": [torch.nn.Parameter(torch.zeros(1))]}], lr=0.02)
+    theirs = torch.optim.lr_scheduler.StepLR(theirs_optimizer, step_size=3, gamma=0.5)
+    for _ in range(10):
+        theirs_optimizer.step()      # torch warns when the schedule steps before the optimizer
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("make, step", [
+    (lambda o: optim.StepLR(o, step_size=2, gamma=0.1), lambda s, k: s.step()),
+    (lambda o: optim.ReduceLROnPlateau(o, mode="max", factor=0.5, patience=1, cooldown=1),
+     lambda s, k: s.step([0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7][k])),
+])
+def test_a_schedule_restored_from_its_state_dict_continues_like_the_uninterrupted_one(make, step, tmp_path):
+    def fresh():
+        return make(optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1))
+
+    uninterrupted = fresh()
+    rates = []
+    for k in range(10):
+        step(uninterrupted, k)
+        rates.append(uninterrupted.get_last_lr()[0])
+    interrupted = fresh()
+    for k in range(3):
+        step(interrupted, k)
+    tinynet.save({"scheduler": interrupted.state_dict(), "lr": interrupted.get_last_lr()[0]},
+                 tmp_path / "last.npz")
+    saved = tinynet.load(tmp_path / "last.npz")
+    resumed = make(optim.SGD([nn.Parameter(np.zeros(1))], lr=saved["lr"]))
+    resumed.load_state_dict(saved["scheduler"])
+    if isinstance(resumed, optim.StepLR):
+        assert resumed.base_lrs == [0.1]    # the initial rate, not the rate the optimizer was rebuilt with
+    for k in range(3, 10):
+        step(resumed, k)
+        assert resumed.get_last_lr()[0] == pytest.approx(rates[k], rel=1e-12, abs=0), k
+
+
+# ---------------------------------------------------------------------- optimizer state and arguments
+def test_adam_resumed_from_a_saved_state_continues_exactly(tmp_path):
+    rng = np.random.default_rng(1)
+    weights, gradients = rng.standard_normal(5), [rng.standard_normal(5) for _ in range(6)]
+    a = nn.Parameter(weights.copy())
+    uninterrupted = optim.Adam([a], lr=0.05, betas=(0.8, 0.9), weight_decay=1e-2)
+    for g in gradients:
+        a.grad = tinynet.tensor(g)
+        uninterrupted.step()
+    b = nn.Parameter(weights.copy())
+    first = optim.Adam([b], lr=0.05, betas=(0.8, 0.9), weight_decay=1e-2)
+    for g in gradients[:3]:
+        b.grad = tinynet.tensor(g)
+        first.step()
+    tinynet.save({"optimizer": first.state_dict()}, tmp_path / "adam.npz")
+    resumed = optim.Adam([b], lr=1.0)
+    resumed.load_state_dict(tinynet.load(tmp_path / "adam.npz")["optimizer"])
+    assert resumed.param_groups[0]["betas"] == (0.8, 0.9) and resumed.param_groups[0]["lr"] == 0.05
+    assert resumed.state[id(b)]["step"] == 3
+    for g in gradients[3:]:
+        b.grad = tinynet.tensor(g)
+        resumed.step()
+    np.testing.assert_array_equal(b.numpy(), a.numpy())
+
+
+def test_a_step_counter_stored_as_a_0d_array_loads_as_a_number():
+    p = nn.Parameter(np.ones(3))
+    adam = optim.Adam([p], lr=0.1)
+    adam.load_state_dict({"param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}],
+                          "state": {"0": {"step": np.array(4), "exp_avg": np.zeros(3), "exp_avg_sq": np.ones(3)}}})
+    assert adam.state[id(p)]["step"] == 4 and isinstance(adam.state[id(p)]["step"], int)
+
+
+def test_optimizer_load_state_dict_refuses_another_layout():
+    p, q = nn.Parameter(np.ones(3)), nn.Parameter(np.ones(2))
+    sgd = optim.SGD([p, q], lr=0.1, momentum=0.9)
+    p.grad, q.grad = tinynet.tensor(np.ones(3)), tinynet.tensor(np.ones(2))
+    sgd.step()
+    state = sgd.state_dict()
+    assert sorted(state["state"]) == ["0", "1"] and state["state"]["1"]["momentum_buffer"].shape == (2,)
+    with pytest.raises(ValueError, match=r"optimizer state 0.momentum_buffer: expected shape \(2,\), got \(3,\)"):
+        optim.SGD([q, p], lr=0.1, momentum=0.9).load_state_dict(state)
+    with pytest.raises(ValueError, match="2 parameter groups, this optimizer has 1"):
+        optim.SGD([p], lr=0.1).load_state_dict({"param_groups": [{"lr": 0.1}, {"lr": 0.2}], "state": {}})
+
+
+def test_parameter_groups_take_the_defaults_they_do_not_set_and_zero_grad_can_keep_zeros():
+    p, q = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    sgd = optim.SGD([{"params": [p], "lr": 0.5}, {"params": [q], "momentum": 0.9}], lr=0.1, weight_decay=0.01)
+    assert [g["lr"] for g in sgd.param_groups] == [0.5, 0.1]
+    assert [g["momentum"] for g in sgd.param_groups] == [0.0, 0.9]
+    assert [g["weight_decay"] for g in sgd.param_groups] == [0.01, 0.01]
+    p.grad, q.grad = tinynet.tensor(np.ones(2)), tinynet.tensor(np.ones(2))
+    sgd.step()
+    np.testing.assert_allclose(p.numpy(), 1 - 0.5 * (1 + 0.01))
+    np.testing.assert_allclose(q.numpy(), 1 - 0.1 * (1 + 0.01))
+    sgd.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(p.grad.numpy(), np.zeros(2))
+    sgd.zero_grad()
+    assert p.grad is None and q.grad is None
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: optim.SGD(p, lr=-0.1), "must be >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.9), "must be >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1e-4), "must be >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "Nesterov"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
+    (lambda p: optim.Adam(p, lr=-1e-3), "invalid"),
+    (lambda p: optim.Adam(p, eps=-1e-8), "invalid"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.999)), "invalid"),
+    (lambda p: optim.Adam(p, betas=(0.9, 1.0)), "invalid"),
+    (lambda p: optim.Adam(p, betas=(-0.1, 0.999)), "invalid"),
+])
+def test_bad_hyper_parameters_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make([nn.Parameter(np.zeros(1))])
+
+
+def test_zero_momentum_keeps_no_state_and_zero_betas_are_allowed():
+    p = nn.Parameter(np.ones(2))
+    sgd = optim.SGD([p], lr=0.1, momentum=0.0)
+    p.grad = tinynet.tensor(np.ones(2))
+    sgd.step()
+    assert sgd.state == {} and sgd.state_dict()["state"] == {}
+    optim.SGD([p], lr=0.0, momentum=0.0, weight_decay=0.0)     # zero is allowed everywhere
+    optim.SGD([p], lr=0.1, momentum=0.5, nesterov=True)
+    optim.Adam([p], lr=0.0, betas=(0.0, 0.0), eps=0.0)
