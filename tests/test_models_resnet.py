@@ -26,7 +26,10 @@ def main_path_depth(model):
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS_1000))
-def test_imagenet_resnets_count_and_train_one_small_step(name):
+def test_imagenet_resnets_count_depth_and_projections(name):
+    """Counts and structure of all five; the training steps of the family run once per block type, at
+    224 px below (ResNet-18: basic blocks, ResNet-50: bottlenecks; 34, 101 and 152 stack the same
+    blocks more often); ResNet-18 and ResNet-50 also run forward at 32 px in test_models_compare."""
     tinynet.manual_seed(0)
     model = models.create(name)
     assert model.num_parameters() == PARAMETERS_1000[name]
@@ -36,12 +39,6 @@ def test_imagenet_resnets_count_and_train_one_small_step(name):
     # bottlenecks, whose 64 -> 256 channels change the shape there too)
     expected = ["layer1.0.downsample"] if "Bottleneck" in repr(model.layer1) else []
     assert projections == expected + ["layer2.0.downsample", "layer3.0.downsample", "layer4.0.downsample"]
-    x = images(2, 32)
-    loss = F.cross_entropy(model(x), np.array([3, 998]))
-    loss.backward()
-    assert np.isfinite(loss.item())
-    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
-    assert int(model.bn1.num_batches_tracked) == 1
 
 
 @pytest.mark.parametrize("name, params", [("resnet20", 269_722), ("resnet56", 853_018),
@@ -169,4 +166,6 @@ def test_forward_backward_at_paper_input_size_224(name):
     assert summary["avgpool"].input_shape == (2048 if name == "resnet50" else 512, 7, 7)
     loss = F.cross_entropy(model(images(1, 224)), np.array([5]))
     loss.backward()
-    assert np.isfinite(loss.item()) and model.conv1.weight.grad is not None
+    assert np.isfinite(loss.item())
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in model.parameters())
+    assert int(model.bn1.num_batches_tracked) == 1
