@@ -38,3 +38,4 @@ allocations and the whole batch at once on the GPU (CuPy's memory pool already
 recycles allocations, and a GPU wants the largest launches).
 """
 from . import _numba  # noqa: F401  (settles numba's cache folder before any kernel compiles)
+from ._warm_up import warm_up  # noqa: E402,F401  (compile the CPU kernels in the background: _warm_up.py)

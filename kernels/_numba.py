@@ -1,4 +1,4 @@
-"""numba set-up shared by the kernels: a writable cache, CPU threads, the CUDA module.
+"""numba set-up shared by the kernels: a writable cache, the CPU threads, the CUDA module.
 
 ``@njit(cache=True)`` writes compiled machine code next to the source file, and
 numba raises at import time when that folder is read-only (a system-wide install,
@@ -31,20 +31,120 @@ def _choose_cache_dir():
 
 _choose_cache_dir()
 
+import itertools  # noqa: E402
+import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
 import numba  # noqa: E402  (must come after the cache folder is settled)
-import numba.np.ufunc.parallel  # noqa: E402
-from numba import cuda, njit, prange  # noqa: E402,F401
+from numba import cuda, njit  # noqa: E402,F401
 
-from tinynet import _threads  # noqa: E402
+from tinynet import backend  # noqa: E402
 
-# numba's parallel loops run on OpenMP threads, and the GEMMs right before and after them on
-# OpenBLAS's threads.  By default OpenMP threads spin for a while after each parallel loop,
-# stealing the cores BLAS needs next (and vice versa); passive threads made AlexNet's batch-1
-# inference more than twice as fast on 2 cores (figures: benchmarks/README.md, "Measurements
-# behind the kernels' design").  numba's OpenMP runtime starts with OMP_WAIT_POLICY=PASSIVE,
-# set only while it loads so that PyTorch's OpenMP keeps its own default (tinynet/_threads.py).
-# Export OMP_WAIT_POLICY yourself to override this default.
-_threads.make_numba_openmp_passive(numba.np.ufunc.parallel)
+# ----------------------------------------------------------------- CPU tasks on tinynet's threads
+# Every CPU kernel is a serial numba function over a range of independent tasks (``first``,
+# ``last`` are its last two arguments), compiled with ``nogil=True``, and ``parallel_tasks``
+# hands consecutive ranges to a pool of Python threads.  Against ``parallel=True`` + ``prange``:
+#
+# * compiling costs about a third (no parfor passes, no gufunc wrapper): AlexNet's first training
+#   step compiled 13.3 CPU-s of kernels with prange, 4.2 without (benchmarks/README.md);
+# * numba's threading layer (a second GNU OpenMP runtime beside PyTorch's, or TBB, or its
+#   workqueue) is never started, so nothing spins between kernels and nothing needs
+#   OMP_WAIT_POLICY: idle pool threads block on a condition variable;
+# * the threads survive ``fork`` (the pool is rebuilt in the child), which GNU OpenMP does not.
+#
+# Each task writes only its own outputs, so how the ranges are split never changes a result:
+# the same bits on 1 thread or 8.
+
+#: ranges per thread: a few, so that a thread slowed by other work on its core hands its share
+#: to the others (dynamic scheduling), while each range stays long enough to amortise the
+#: ~10 us of a numba call from Python
+RANGES_PER_THREAD = 4
+
+#: elements per range, at least, for the elementwise kernels (ReLU's backward, the SGD step):
+#: a range of fewer costs more to hand to a thread than to compute
+ELEMENTWISE_GRAIN = 1 << 15
+
+_pool = None
+_pool_threads = 0
+_pool_lock = threading.Lock()
+
+
+def _forget_pool_after_fork():
+    global _pool, _pool_threads, _pool_lock
+    _pool, _pool_threads, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def _workers(count):
+    """The pool, with at least ``count`` threads (created at the first parallel kernel)."""
+    global _pool, _pool_threads
+    with _pool_lock:
+        if _pool is None or _pool_threads < count:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(count, thread_name_prefix="tinynet-kernel")
+            _pool_threads = count
+        return _pool
+
+
+def parallel_tasks(kernel, tasks, *arguments, grain=1):
+    """``kernel(*arguments, first, last)`` over ranges that cover ``range(tasks)``, on the CPU threads.
+
+    ``grain``: the fewest tasks worth a range of their own (elementwise kernels pass thousands).
+    The calling thread takes ranges too; it returns when every range is done, and re-raises the
+    first error a range raised.
+    """
+    tasks = int(tasks)
+    if tasks <= 0:
+        return
+    wait_for_warm_up(kernel)
+    threads = min(backend.get_num_threads(), tasks // max(int(grain), 1))
+    if threads <= 1:
+        kernel(*arguments, 0, tasks)
+        return
+    ranges = min(tasks // max(int(grain), 1), threads * RANGES_PER_THREAD)
+    bounds = [tasks * i // ranges for i in range(ranges + 1)]
+    claim = itertools.count().__next__      # atomic under the GIL
+    finished = [0]
+    errors = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            index = claim()
+            if index >= ranges:
+                return
+            try:
+                kernel(*arguments, bounds[index], bounds[index + 1])
+            except BaseException as error:  # noqa: B036  (re-raised in the calling thread)
+                errors.append(error)
+            with lock:
+                finished[0] += 1
+                if finished[0] == ranges:
+                    done.set()
+
+    pool = _workers(threads - 1)
+    for _ in range(threads - 1):
+        pool.submit(work)
+    work()
+    done.wait()
+    if errors:
+        raise errors[0]
+
+
+# ----------------------------------------------------------------- compiling ahead (_warm_up.py)
+_warm_up_hook = None
+
+
+def wait_for_warm_up(kernel):
+    """Before a kernel's first call: if a warm-up process is compiling it, wait for its cache entry."""
+    if _warm_up_hook is not None and not kernel.overloads:
+        _warm_up_hook(kernel)
+
 
 #: threads per CUDA block for the one-thread-per-element kernels
 THREADS_PER_BLOCK = 256

@@ -25,7 +25,7 @@ contain it (no atomics, deterministic, the same order of additions as the CPU).
 from tinynet.backend import get_array_module
 
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
-from ._numba import cuda, njit, prange
+from ._numba import cuda, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
 
 
@@ -37,11 +37,11 @@ def _bin(index, out_size, size):
 
 
 # ----------------------------------------------------------------- CPU kernels
-@njit(cache=True, parallel=True)
-def _adaptive_forward_cpu(x, y):
+@njit(cache=True, nogil=True)
+def _adaptive_forward_tasks(x, y, first, last):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
-    for plane in prange(planes):
+    for plane in range(first, last):
         for oh in range(out_h):
             h_start, h_end = _bin(oh, out_h, height)
             for ow in range(out_w):
@@ -53,11 +53,15 @@ def _adaptive_forward_cpu(x, y):
                 y[plane, oh, ow] = total / x.dtype.type((h_end - h_start) * (w_end - w_start))
 
 
-@njit(cache=True, parallel=True)
-def _adaptive_backward_cpu(grad_output, grad_input):
+def _adaptive_forward_cpu(x, y):
+    parallel_tasks(_adaptive_forward_tasks, x.shape[0], x, y)
+
+
+@njit(cache=True, nogil=True)
+def _adaptive_backward_tasks(grad_output, grad_input, first, last):
     planes, height, width = grad_input.shape
     out_h, out_w = grad_output.shape[1], grad_output.shape[2]
-    for plane in prange(planes):
+    for plane in range(first, last):
         for oh in range(out_h):
             h_start, h_end = _bin(oh, out_h, height)
             for ow in range(out_w):
@@ -66,6 +70,10 @@ def _adaptive_backward_cpu(grad_output, grad_input):
                 for h in range(h_start, h_end):
                     for w in range(w_start, w_end):
                         grad_input[plane, h, w] += share
+
+
+def _adaptive_backward_cpu(grad_output, grad_input):
+    parallel_tasks(_adaptive_backward_tasks, grad_input.shape[0], grad_output, grad_input)
 
 
 # ----------------------------------------------------------------- GPU kernels

@@ -36,7 +36,7 @@ forward) over the real pixels of its window, and overlapping windows add up.
 Implementation
 --------------
 Sums run in the input's dtype (float32 stays float32, as in PyTorch), then are
-divided by D.  CPU: numba, one task per (n, c) plane (``prange``); the backward
+divided by D.  CPU: numba, one task per (n, c) plane (``_numba.parallel_tasks``); the backward
 scatters each output gradient into its own plane serially, so overlapping
 windows never race.  GPU: numba.cuda, the forward runs one thread per output,
 the backward one thread per *input* pixel that gathers the gradients of the
@@ -46,7 +46,7 @@ row-major order of additions as the CPU, so both give the same bits.
 from tinynet.backend import get_array_module
 
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
-from ._numba import cuda, njit, prange
+from ._numba import cuda, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
 from .geometry import window
 
@@ -68,11 +68,12 @@ def _window(index, stride, padding, kernel, size, count_include_pad):
 
 
 # ----------------------------------------------------------------- CPU kernels
-@njit(cache=True, parallel=True)
-def _avg_forward_cpu(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad):
+@njit(cache=True, nogil=True)
+def _avg_forward_tasks(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad,
+                       first, last):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
-    for plane in prange(planes):
+    for plane in range(first, last):
         for oh in range(out_h):
             h_start, h_end, factor_h = _window(oh, stride_h, pad_h, kernel_h, height, count_include_pad)
             for ow in range(out_w):
@@ -84,12 +85,17 @@ def _avg_forward_cpu(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
                 y[plane, oh, ow] = total / x.dtype.type(factor_h * factor_w)
 
 
-@njit(cache=True, parallel=True)
-def _avg_backward_cpu(grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                      count_include_pad):
+def _avg_forward_cpu(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, count_include_pad):
+    parallel_tasks(_avg_forward_tasks, x.shape[0], x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                   pad_w, count_include_pad)
+
+
+@njit(cache=True, nogil=True)
+def _avg_backward_tasks(grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                      count_include_pad, first, last):
     planes, height, width = grad_input.shape
     out_h, out_w = grad_output.shape[1], grad_output.shape[2]
-    for plane in prange(planes):
+    for plane in range(first, last):
         # serial inside the plane: overlapping windows add into the same pixels
         for oh in range(out_h):
             h_start, h_end, factor_h = _window(oh, stride_h, pad_h, kernel_h, height, count_include_pad)
@@ -99,6 +105,12 @@ def _avg_backward_cpu(grad_output, grad_input, kernel_h, kernel_w, stride_h, str
                 for h in range(h_start, h_end):
                     for w in range(w_start, w_end):
                         grad_input[plane, h, w] += share
+
+
+def _avg_backward_cpu(grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                      count_include_pad):
+    parallel_tasks(_avg_backward_tasks, grad_input.shape[0], grad_output, grad_input, kernel_h, kernel_w,
+                   stride_h, stride_w, pad_h, pad_w, count_include_pad)
 
 
 # ----------------------------------------------------------------- GPU kernels

@@ -80,18 +80,18 @@ are also accumulated in float64.
 import numpy
 
 from ._checks import check_floating
-from ._numba import njit, prange
+from ._numba import njit, parallel_tasks
 from ._paths import array_module, device_paths
 
 _OP = "batch_norm"
 
 
 # ----------------------------------------------------------------- the two passes, CPU
-@njit(cache=True, parallel=True)
-def _channel_statistics_cpu(x, mean, variance):
+@njit(cache=True, nogil=True)
+def _channel_statistics_tasks(x, mean, variance, first, last):
     """mean[c] and the biased variance[c] of x (N, C, S), in two passes per channel."""
     count = x.shape[0] * x.shape[2]
-    for c in prange(x.shape[1]):
+    for c in range(first, last):
         total = 0.0
         for n in range(x.shape[0]):
             for s in range(x.shape[2]):
@@ -106,21 +106,29 @@ def _channel_statistics_cpu(x, mean, variance):
         variance[c] = squares / count
 
 
-@njit(cache=True, parallel=True)
-def _scale_and_shift_cpu(x, scale, shift, y):
+def _channel_statistics_cpu(x, mean, variance):
+    parallel_tasks(_channel_statistics_tasks, x.shape[1], x, mean, variance)
+
+
+@njit(cache=True, nogil=True)
+def _scale_and_shift_tasks(x, scale, shift, y, first, last):
     """y[n, c, s] = x[n, c, s] * scale[c] + shift[c], one task per (n, c) plane; scale, shift in x's dtype."""
     channels = x.shape[1]
-    for plane in prange(x.shape[0] * channels):
+    for plane in range(first, last):
         n, c = plane // channels, plane % channels
         a, b = scale[c], shift[c]
         for s in range(x.shape[2]):
             y[n, c, s] = x[n, c, s] * a + b
 
 
-@njit(cache=True, parallel=True)
-def _gradient_sums_cpu(grad_y, x, mean, sum_dy, sum_dy_xmu):
+def _scale_and_shift_cpu(x, scale, shift, y):
+    parallel_tasks(_scale_and_shift_tasks, x.shape[0] * x.shape[1], x, scale, shift, y)
+
+
+@njit(cache=True, nogil=True)
+def _gradient_sums_tasks(grad_y, x, mean, sum_dy, sum_dy_xmu, first, last):
     """sum_dy[c] = sum dy and sum_dy_xmu[c] = sum dy * (x - mean[c]), in float64."""
-    for c in prange(x.shape[1]):
+    for c in range(first, last):
         total, weighted = 0.0, 0.0
         channel_mean = mean[c]
         for n in range(x.shape[0]):
@@ -132,15 +140,23 @@ def _gradient_sums_cpu(grad_y, x, mean, sum_dy, sum_dy_xmu):
         sum_dy_xmu[c] = weighted
 
 
-@njit(cache=True, parallel=True)
-def _input_gradient_cpu(grad_y, x, k_dy, k_x, k_const, grad_x):
+def _gradient_sums_cpu(grad_y, x, mean, sum_dy, sum_dy_xmu):
+    parallel_tasks(_gradient_sums_tasks, x.shape[1], grad_y, x, mean, sum_dy, sum_dy_xmu)
+
+
+@njit(cache=True, nogil=True)
+def _input_gradient_tasks(grad_y, x, k_dy, k_x, k_const, grad_x, first, last):
     """dx = dy * k_dy[c] + x * k_x[c] + k_const[c] (see the module docstring); k_* in x's dtype."""
     channels = x.shape[1]
-    for plane in prange(x.shape[0] * channels):
+    for plane in range(first, last):
         n, c = plane // channels, plane % channels
         a, b, d = k_dy[c], k_x[c], k_const[c]
         for s in range(x.shape[2]):
             grad_x[n, c, s] = grad_y[n, c, s] * a + x[n, c, s] * b + d
+
+
+def _input_gradient_cpu(grad_y, x, k_dy, k_x, k_const, grad_x):
+    parallel_tasks(_input_gradient_tasks, x.shape[0] * x.shape[1], grad_y, x, k_dy, k_x, k_const, grad_x)
 
 
 # ----------------------------------------------------------------- the same passes, GPU

@@ -63,7 +63,7 @@ import numpy
 
 from . import conv2d_winograd
 from .geometry import output_size
-from ._numba import njit, prange
+from ._numba import njit, parallel_tasks
 from ._scratch import scratch
 
 
@@ -103,15 +103,15 @@ def supports(x_shape, weight_shape, stride, padding, dilation, groups):
 
 
 # ------------------------------------------------------------------ the rearrangements
-@njit(cache=True, parallel=True)
-def _space_to_depth_cpu(x, sh, sw, ph, pw, out):
+@njit(cache=True, nogil=True)
+def _space_to_depth_tasks(x, sh, sw, ph, pw, out, first, last):
     """out[n, (c*sh + r)*sw + t, u, v] = x[n, c, sh*u + r - ph, sw*v + t - pw] (0 outside x).
 
     One task per (image, channel): NumPy's pad + transpose + copy ran on one core and
     took as long as a fifth of conv1's Winograd GEMMs."""
     batch, channels, height, width = x.shape
     rows, columns = out.shape[2], out.shape[3]
-    for task in prange(batch * channels):
+    for task in range(first, last):
         n = task // channels
         c = task % channels
         for r in range(sh):
@@ -126,6 +126,10 @@ def _space_to_depth_cpu(x, sh, sw, ph, pw, out):
                     for v in range(columns):
                         w = sw * v + t - pw
                         out[n, plane, u, v] = x[n, c, h, w] if 0 <= w < width else 0
+
+
+def _space_to_depth_cpu(x, sh, sw, ph, pw, out):
+    parallel_tasks(_space_to_depth_tasks, x.shape[0] * x.shape[1], x, sh, sw, ph, pw, out)
 
 
 def space_to_depth(x, stride, padding, rows, columns, out=None):

@@ -112,7 +112,7 @@ import numpy
 
 from tinynet.backend import get_array_module
 
-from ._numba import njit, prange
+from ._numba import njit, parallel_tasks
 from ._scratch import images_per_chunk, scratch
 
 
@@ -178,8 +178,8 @@ def transform_matrices(m, r, dtype=numpy.float64):
 
 
 # ------------------------------------------------------------------ tile transforms (CPU)
-@njit(cache=True, parallel=True)
-def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
+@njit(cache=True, nogil=True)
+def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, first, last):
     """out[a, b, g, t, c'] = sum_{i,j < s} left[a, i] left[b, j] x[n, g*C/G + c', th*step - pad_h + i, tw*step - pad_w + j].
 
     x (n, C, H, W); left (alpha, s); out (alpha, alpha, G, n*tiles_h*tiles_w, C/G) with
@@ -198,7 +198,7 @@ def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
     alpha, size = left.shape
     groups, channels_per_group = out.shape[2], out.shape[4]
     strip = (tiles_w - 1) * step + size              # input columns that a row of tiles touches
-    for task in prange(batch * tiles_h):
+    for task in range(first, last):
         n = task // tiles_h
         th = task % tiles_h
         rows = numpy.zeros((size, strip, channels), dtype=x.dtype)
@@ -239,8 +239,13 @@ def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
                                     destination[c] += coefficient * half[a, j, g * channels_per_group + c]
 
 
-@njit(cache=True, parallel=True)
-def _output_tiles_cpu(product, a_t, bias, y):
+def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
+    parallel_tasks(_transform_tiles_tasks, x.shape[0] * tiles_h, x, left, step, pad_h, pad_w, tiles_h,
+                   tiles_w, out)
+
+
+@njit(cache=True, nogil=True)
+def _output_tiles_tasks(product, a_t, bias, y, first, last):
     """y[n, g*O/G + o', th*m + i, tw*m + j] = bias + (A^T product[:, :, g, t, o'] A)[i, j], cropped to y.
 
     product (alpha, alpha, G, n*tiles_h*tiles_w, O/G).  Organised like
@@ -253,7 +258,7 @@ def _output_tiles_cpu(product, a_t, bias, y):
     groups, filters_per_group = product.shape[2], product.shape[4]
     tiles_h = (out_h + m - 1) // m
     tiles_w = (out_w + m - 1) // m
-    for task in prange(batch * tiles_h):
+    for task in range(first, last):
         n = task // tiles_h
         th = task % tiles_h
         half = numpy.empty((m, alpha, out_channels), dtype=y.dtype)
@@ -288,6 +293,10 @@ def _output_tiles_cpu(product, a_t, bias, y):
             for o in range(out_channels):
                 for w in range(out_w):
                     y[n, o, th * m + i, w] = rows[i, w, o]
+
+
+def _output_tiles_cpu(product, a_t, bias, y):
+    parallel_tasks(_output_tiles_tasks, y.shape[0] * (-(-y.shape[2] // a_t.shape[0])), product, a_t, bias, y)
 
 
 # ------------------------------------------------------------------ filters

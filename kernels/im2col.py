@@ -67,7 +67,7 @@ from tinynet.backend import get_array_module
 
 from ._checks import check_4d, check_floating
 from .geometry import window
-from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
 
 
@@ -99,15 +99,15 @@ def _inside_range(offset, stride, size, out_size):
     return first, last
 
 
-@njit(cache=True, parallel=True)
-def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                dilation_h, dilation_w, out_h, out_w):
+@njit(cache=True, nogil=True)
+def _im2col_tasks(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                dilation_h, dilation_w, out_h, out_w, first, last):
     batch, channels, height, width = image.shape
     pixels = out_h * out_w
     zero = cols.dtype.type(0)
     # one task per (channel, image): it reads one input plane (cache-resident)
     # and writes kh*kw row segments of length OH*OW
-    for task in prange(channels * batch):
+    for task in range(first, last):
         c = task // batch
         n = task - c * batch
         column0 = n * pixels
@@ -132,14 +132,20 @@ def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_
                         cols[row, start + ow] = zero
 
 
-@njit(cache=True, parallel=True)
-def _col2im_cpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                dilation_h, dilation_w, out_h, out_w):
+def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                out_h, out_w):
+    parallel_tasks(_im2col_tasks, image.shape[0] * image.shape[1], image, cols, kernel_h, kernel_w,
+                   stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
+
+
+@njit(cache=True, nogil=True)
+def _col2im_tasks(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                dilation_h, dilation_w, out_h, out_w, first, last):
     batch, channels, height, width = image.shape
     pixels = out_h * out_w
     # one task per (channel, image) owning the plane image[n, c]: the scatter-add
     # of overlapping windows stays inside the task, so no two threads collide
-    for task in prange(channels * batch):
+    for task in range(first, last):
         c = task // batch
         n = task - c * batch
         image[n, c, :, :] = 0
@@ -155,6 +161,12 @@ def _col2im_cpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_
                     start = column0 + oh * out_w
                     for ow in range(first_ow, last_ow):
                         image[n, c, h, ow * stride_w + offset_w] += cols[row, start + ow]
+
+
+def _col2im_cpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                out_h, out_w):
+    parallel_tasks(_col2im_tasks, image.shape[0] * image.shape[1], cols, image, kernel_h, kernel_w,
+                   stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
 
 
 # ------------------------------------------------------------------ GPU kernels

@@ -90,10 +90,9 @@ import math
 
 import numpy
 
-from tinynet.backend import get_array_module
+from tinynet.backend import get_array_module, get_num_threads
 
-from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
-from ._numba import numba  # numba itself, imported after _numba settled its cache folder
+from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
 from ._paths import device_paths
 
 _OP = "local_response_norm"
@@ -130,7 +129,7 @@ def _as_columns(xp, array):
 
 def _pixels_per_task(batch, pixels):
     """Blocks big enough to vectorise, small enough to give every CPU thread work."""
-    wanted_tasks = 4 * numba.get_num_threads()
+    wanted_tasks = 4 * get_num_threads()
     blocks_per_image = max(1, -(-wanted_tasks // max(batch, 1)))
     block = -(-max(pixels, 1) // blocks_per_image)
     return int(min(_MAX_PIXELS_PER_TASK, max(_MIN_PIXELS_PER_TASK, block)))
@@ -150,14 +149,14 @@ def _divide_by_power(value, scale_value, beta, three_quarters):
     return value * scale_value ** -beta
 
 
-@njit(cache=True, parallel=True)
-def _forward_cpu(x, y, scale, size, alpha, beta, k, pixels_per_task):
+@njit(cache=True, nogil=True)
+def _forward_tasks(x, y, scale, size, alpha, beta, k, pixels_per_task, first, last):
     batch, channels, pixels = x.shape
     before = size // 2            # channels of the window below c
     after = (size - 1) // 2       # channels of the window above c
     three_quarters = beta == 0.75     # beta arrives in the data's dtype: float32 pow for float32 data
     blocks = (pixels + pixels_per_task - 1) // pixels_per_task
-    for task in prange(batch * blocks):
+    for task in range(first, last):
         n = task // blocks
         start = (task % blocks) * pixels_per_task
         stop = min(start + pixels_per_task, pixels)
@@ -184,15 +183,21 @@ def _forward_cpu(x, y, scale, size, alpha, beta, k, pixels_per_task):
                     window_sum[p - start] -= value * value
 
 
-@njit(cache=True, parallel=True)
-def _backward_cpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, beta, pixels_per_task):
+def _forward_cpu(x, y, scale, size, alpha, beta, k, pixels_per_task):
+    parallel_tasks(_forward_tasks, x.shape[0] * (-(-x.shape[2] // pixels_per_task)), x, y, scale, size,
+                   alpha, beta, k, pixels_per_task)
+
+
+@njit(cache=True, nogil=True)
+def _backward_tasks(grad_output, x, y, scale, grad_input, size, two_alpha_beta, beta, pixels_per_task,
+                    first, last):
     batch, channels, pixels = x.shape
     # j receives from every c whose window holds j: c in [j - after, j + before]
     before = size // 2
     after = (size - 1) // 2
     three_quarters = beta == 0.75
     blocks = (pixels + pixels_per_task - 1) // pixels_per_task
-    for task in prange(batch * blocks):
+    for task in range(first, last):
         n = task // blocks
         start = (task % blocks) * pixels_per_task
         stop = min(start + pixels_per_task, pixels)
@@ -215,6 +220,11 @@ def _backward_cpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, be
                 for p in range(start, stop):
                     window_sum[p - start] -= ((numpy.float64(grad_output[n, leaving, p]) * y[n, leaving, p])
                                               / scale[n, leaving, p])
+
+
+def _backward_cpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, beta, pixels_per_task):
+    parallel_tasks(_backward_tasks, x.shape[0] * (-(-x.shape[2] // pixels_per_task)), grad_output, x, y,
+                   scale, grad_input, size, two_alpha_beta, beta, pixels_per_task)
 
 
 # ---------------------------------------------------------------- GPU kernels

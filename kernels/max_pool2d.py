@@ -42,7 +42,7 @@ i.e. each output gradient is *routed* to the pixel that won its window.  With
 overlapping windows (3x3 stride 2) one pixel may win several windows and then
 receives the sum of their gradients, so the routing is an accumulation:
 
-* CPU: one numba task per (n, c) plane (``prange``), which walks its outputs
+* CPU: one task per (n, c) plane (``_numba.parallel_tasks``), which walks its outputs
   serially and adds into its own plane: no two threads write the same place.
 * GPU: one thread per *input* pixel gathers from the windows that cover it
   (``oh`` from ceil((h + PH - KH + 1)/SH) to floor((h + PH)/SH)) and keeps the
@@ -59,7 +59,7 @@ from tinynet.backend import get_array_module
 
 from ._checks import check_4d, check_floating
 from .geometry import window
-from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, prange
+from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
 
 _INT32_MAX = 2**31 - 1
@@ -71,11 +71,11 @@ def _argmax_dtype(height, width):
 
 
 # ----------------------------------------------------------------- CPU kernels
-@njit(cache=True, parallel=True)
-def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+@njit(cache=True, nogil=True)
+def _forward_tasks(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, first, last):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
-    for plane in prange(planes):
+    for plane in range(first, last):
         for oh in range(out_h):
             # clip the window to the real input: padded rows/columns are -inf and never win
             h_start = oh * stride_h - pad_h
@@ -101,16 +101,25 @@ def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
                 argmax[plane, oh, ow] = best_index
 
 
-@njit(cache=True, parallel=True)
-def _backward_cpu(grad_output, argmax, grad_input):
+def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    parallel_tasks(_forward_tasks, x.shape[0], x, y, argmax, kernel_h, kernel_w, stride_h, stride_w,
+                   pad_h, pad_w)
+
+
+@njit(cache=True, nogil=True)
+def _backward_tasks(grad_output, argmax, grad_input, first, last):
     planes, out_h, out_w = grad_output.shape
     width = grad_input.shape[2]
-    for plane in prange(planes):
+    for plane in range(first, last):
         # serial inside the plane: overlapping windows may route to the same pixel
         for oh in range(out_h):
             for ow in range(out_w):
                 index = argmax[plane, oh, ow]
                 grad_input[plane, index // width, index % width] += grad_output[plane, oh, ow]
+
+
+def _backward_cpu(grad_output, argmax, grad_input):
+    parallel_tasks(_backward_tasks, grad_output.shape[0], grad_output, argmax, grad_input)
 
 
 # ----------------------------------------------------------------- GPU kernels

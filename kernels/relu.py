@@ -32,16 +32,21 @@ import numpy
 
 from tinynet.backend import get_array_module
 
-from ._numba import njit, prange
+from ._numba import ELEMENTWISE_GRAIN, njit, parallel_tasks
 from ._paths import device_paths
 
 
-@njit(cache=True, parallel=True)
-def _relu_backward_cpu(grad_output, y, grad_input):
+@njit(cache=True, nogil=True)
+def _relu_backward_tasks(grad_output, y, grad_input, first, last):
     # flat, contiguous arrays of one length; `y > 0` is False for NaN, as in `where`
     zero = grad_input.dtype.type(0)
-    for i in prange(grad_input.size):
+    for i in range(first, last):
         grad_input[i] = grad_output[i] if y[i] > 0 else zero
+
+
+def _relu_backward_cpu(grad_output, y, grad_input):
+    parallel_tasks(_relu_backward_tasks, grad_input.size, grad_output, y, grad_input,
+                   grain=ELEMENTWISE_GRAIN)
 
 
 def _select_gradient_cpu(grad_output, y):

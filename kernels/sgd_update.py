@@ -35,13 +35,13 @@ import numpy
 
 from tinynet.backend import get_array_module
 
-from ._numba import njit, prange
+from ._numba import ELEMENTWISE_GRAIN, njit, parallel_tasks
 
 
-@njit(cache=True, parallel=True)
-def _sgd_update_cpu(param, grad, velocity, lr, momentum, dampening_complement, weight_decay,
-                    use_momentum, first_step, nesterov):
-    for i in prange(param.size):
+@njit(cache=True, nogil=True)
+def _sgd_update_tasks(param, grad, velocity, lr, momentum, dampening_complement, weight_decay,
+                    use_momentum, first_step, nesterov, first, last):
+    for i in range(first, last):
         g = grad[i]
         if weight_decay != 0:
             g = g + weight_decay * param[i]
@@ -56,6 +56,13 @@ def _sgd_update_cpu(param, grad, velocity, lr, momentum, dampening_complement, w
             else:
                 g = v
         param[i] = param[i] - lr * g
+
+
+def _sgd_update_cpu(param, grad, velocity, lr, momentum, dampening_complement, weight_decay, use_momentum,
+                    first_step, nesterov):
+    parallel_tasks(_sgd_update_tasks, param.size, param, grad, velocity, lr, momentum,
+                   dampening_complement, weight_decay, use_momentum, first_step, nesterov,
+                   grain=ELEMENTWISE_GRAIN)
 
 
 def sgd_update(param, grad, velocity, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,

@@ -1,9 +1,10 @@
-"""The two thread settings tinynet's CPU speed depends on, applied whatever was imported first.
+"""The OpenBLAS thread setting tinynet's CPU speed depends on, applied whatever was imported first.
 
-On 2 cores tinynet alternates GEMMs (NumPy's OpenBLAS threads) with numba parallel loops
-(numba's OpenMP threads).  Both thread pools spin after their work by default, and a spinning
-pool takes a core from the other one (figures: benchmarks/README.md, "Measurements behind the
-kernels' design").  The cures are two environment variables that each library reads only once:
+On 2 cores tinynet alternates GEMMs (NumPy's OpenBLAS threads) with its own CPU kernels (numba
+code on tinynet's thread pool, kernels/_numba.py).  OpenBLAS's threads spin after each GEMM by
+default, and a spinning thread takes a core from the kernel that runs next (figures:
+benchmarks/README.md, "Measurements behind the design").  The cure is an environment variable
+that OpenBLAS reads only once:
 
 ``OPENBLAS_THREAD_TIMEOUT=4``
     OpenBLAS reads it when the library loads, i.e. at ``import numpy``.  A program that imports
@@ -15,13 +16,8 @@ kernels' design").  The cures are two environment variables that each library re
     Where a BLAS lacks those exports (another BLAS, an OpenBLAS built with hidden symbols),
     tinynet warns once, at import, naming the variable to export.
 
-``OMP_WAIT_POLICY=PASSIVE``
-    GNU OpenMP reads it when it loads.  numba loads its OpenMP runtime lazily, at its first
-    parallel loop, so the setting only has to be in the environment at that moment:
-    :func:`make_numba_openmp_passive` wraps numba's thread launcher to set it for the launch and
-    remove it afterwards.  Leaving it set would impose it on any OpenMP runtime loaded later,
-    PyTorch's included (PyTorch ships its own libgomp copy, which then reads our value); a
-    benchmark against PyTorch would then not run PyTorch with its own defaults.
+tinynet's kernel threads block on a condition variable when idle, so they need no setting, and
+tinynet never starts an OpenMP runtime: PyTorch's, if loaded, keeps its own defaults.
 
 A value the user exported is always respected.
 """
@@ -30,7 +26,6 @@ import os
 import warnings
 
 OPENBLAS_THREAD_TIMEOUT = "4"
-OMP_WAIT_POLICY = "PASSIVE"
 
 
 def loaded_libraries(name_fragment):
@@ -100,41 +95,3 @@ def apply_openblas_thread_timeout():
         shutdown()   # workers stop; the next BLAS call restarts them with the new timeout
         outcome = "applied"
     return outcome
-
-
-def make_numba_openmp_passive(parallel_module):
-    """Have numba's OpenMP runtime start with ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set it).
-
-    ``parallel_module`` is ``numba.np.ufunc.parallel``; every caller in numba reaches the launcher
-    through that module's attribute, so wrapping the attribute covers them all.
-    """
-    original = parallel_module._launch_threads
-    if getattr(original, "_tinynet_passive", False):
-        return
-    if parallel_module._is_initialized:
-        if "OMP_WAIT_POLICY" not in os.environ:
-            _warn("numba's parallel threads were started before tinynet was imported, with OpenMP's "
-                  "spinning default; export OMP_WAIT_POLICY=PASSIVE before starting Python (or import "
-                  "tinynet first) for full CPU speed")
-        return
-
-    def launch_threads():
-        if parallel_module._is_initialized or "OMP_WAIT_POLICY" in os.environ:
-            return original()
-        runtimes_before = loaded_libraries("omp")
-        os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
-        try:
-            original()
-        finally:
-            del os.environ["OMP_WAIT_POLICY"]
-        if runtimes_before is not None and parallel_module._threading_layer == "omp" \
-                and loaded_libraries("omp") == runtimes_before:
-            # numba's OpenMP runtime was one some other library had loaded already (one libgomp
-            # shared with PyTorch, say): it read its settings then, without ours
-            _warn("numba shares an OpenMP runtime that was loaded before tinynet's first parallel loop, "
-                  "so its threads spin after each loop; export OMP_WAIT_POLICY=PASSIVE before starting "
-                  "Python for full CPU speed")
-
-    launch_threads._tinynet_passive = True
-    launch_threads.__wrapped__ = original
-    parallel_module._launch_threads = launch_threads

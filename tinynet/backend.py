@@ -312,3 +312,42 @@ def generator(device=CPU):
 def scatter_add(target, index, values):
     """``target[index] += values`` where repeated indices add up (NumPy's and CuPy's ``add.at``)."""
     get_array_module(target).add.at(target, index, values)
+
+
+# ----------------------------------------------------------------- CPU threads
+# The CPU kernels run their tasks on a pool of tinynet's own Python threads (numba code that
+# releases the GIL, kernels/_numba.py), never on numba's OpenMP/TBB/workqueue layer, so no
+# second OpenMP runtime competes with PyTorch's in the same process.  How many threads: what
+# set_num_threads chose, else NUMBA_NUM_THREADS (the variable that sized numba's own layer),
+# else the cores this process may run on.
+_num_threads = None
+
+
+def _default_num_threads():
+    exported = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if exported.isdigit() and int(exported) > 0:
+        return int(exported)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """Threads the CPU kernels split their work over (see :func:`set_num_threads`)."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_num_threads()
+    return _num_threads
+
+
+def set_num_threads(count: int):
+    """Run the CPU kernels on ``count`` threads (1: in the calling thread only).
+
+    The GEMMs run on NumPy's BLAS threads, which this does not change (threadpoolctl or
+    ``OPENBLAS_NUM_THREADS`` set those).
+    """
+    global _num_threads
+    count = int(count)
+    if count < 1:
+        raise ValueError(f"set_num_threads: expected at least 1 thread, got {count}")
+    _num_threads = count

@@ -1,0 +1,233 @@
+"""Compile the CPU kernels in a background process while the program does its other start-up work.
+
+    import tinynet
+    tinynet.kernels.warm_up()      # returns at once; call it before reading data and building the model
+
+numba compiles each kernel at its first call (about 5 CPU-seconds for the kernels of AlexNet's
+first training step on an empty cache) and writes the machine code to its cache
+(``NUMBA_CACHE_DIR`` or ``kernels/__pycache__``); later processes load it in milliseconds.
+On a fresh install that first compilation sits between the program's start and its first
+training step.  ``warm_up()`` moves it off that path: a child process (numba's compiler holds a
+process-wide lock, so threads would compile one after the other, and they would hold the GIL)
+runs every CPU kernel once on tiny float32 arrays -- through the same launch code as real
+calls, so the signatures are the ones training needs -- which fills the cache, while this
+process reads photos and draws weights.
+
+How the two processes share the cache without racing:
+
+* numba writes every cache file to a temporary name and renames it into place (atomic on
+  POSIX), and an index entry whose data file is not there yet reads as a miss: a process
+  never loads half a file;
+* the child reports on its stdout which kernel it is compiling and which it has finished.
+  Before a kernel's first call here (``_numba.wait_for_warm_up``), this process waits only
+  for the kernel the child is compiling at that moment, then loads it from the cache; a kernel
+  the child has not reached yet is compiled here, in parallel with the child (which then
+  finds it in the cache);
+* numba's cache index is keyed by the source file's content hash, the signature and the CPU
+  (name and features), so neither process can load a stale kernel or one built for another CPU.
+
+Where every kernel is in the cache already (the usual case after the first run), ``warm_up``
+starts no process.  ``TINYNET_WARM_UP=0`` turns it off.
+"""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy
+
+from . import _numba
+
+__all__ = ["warm_up", "WarmUp", "kernels_to_compile"]
+
+
+def _name(kernel):
+    function = kernel.py_func
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+# ----------------------------------------------------------------- what the child runs
+def _exercises():
+    """(op, callable) pairs in the order a training step first needs them: forward kernels, then
+    backward kernels, then the optimiser.  Each call is tiny; it only has to reach the kernels."""
+    from . import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, local_response_norm, max_pool2d,
+                   relu, sgd_update)
+    rng = numpy.random.default_rng(0)
+    f32 = numpy.float32
+
+    def array(*shape):
+        return rng.standard_normal(shape).astype(f32)
+
+    saved = {}
+
+    def conv_forward(name, x, weight, algorithm, **geometry):
+        with conv2d.use_algorithm(algorithm):
+            y, saved[name] = conv2d.forward(x, weight, array(weight.shape[0]), **geometry)
+        saved[name + "_y"] = y
+
+    def conv_backward(name):
+        conv2d.backward(numpy.ones_like(saved[name + "_y"]), saved[name])
+
+    def pool_pair(module, name, x, **options):
+        y, saved[name] = module.forward(x, **options)
+        saved[name + "_y"] = y
+
+    def pool_backward(module, name):
+        module.backward(numpy.ones_like(saved[name + "_y"]), saved[name])
+
+    def bn_forward():
+        x = array(2, 4, 3, 3)
+        y, saved["bn"] = batch_norm.forward(x, array(4), array(4), running_mean=numpy.zeros(4, f32),
+                                            running_var=numpy.ones(4, f32), training=True)
+        batch_norm.forward(x, array(4), array(4), running_mean=numpy.zeros(4, f32),
+                           running_var=numpy.ones(4, f32), training=False)
+        saved["bn_y"] = y
+
+    def sgd():
+        param, grad, velocity = array(8), array(8), numpy.zeros(8, f32)
+        sgd_update.sgd_update(param, grad, velocity, 0.01, momentum=0.9, weight_decay=5e-4, first_step=True)
+        sgd_update.sgd_update(param, grad, None, 0.01)
+
+    # conv1-like 11x11/4 on 3 channels: space to depth + Winograd (at least MIN_TILES output tiles)
+    big = dict(x=array(4, 3, 99, 99), weight=array(16, 3, 11, 11), stride=4, padding=0)
+    return [
+        ("conv2d", lambda: conv_forward("im2col", array(1, 2, 5, 5), array(2, 2, 3, 3), "im2col",
+                                        stride=1, padding=1)),
+        ("conv2d", lambda: conv_forward("winograd", big["x"], big["weight"], "auto",
+                                        stride=big["stride"], padding=big["padding"])),
+        ("local_response_norm", lambda: pool_pair(local_response_norm, "lrn", array(1, 6, 3, 3), size=5,
+                                                  alpha=1e-4, beta=0.75, k=2.0)),
+        ("max_pool2d", lambda: pool_pair(max_pool2d, "max", array(1, 2, 5, 5), kernel_size=3, stride=2)),
+        ("adaptive_avg_pool2d", lambda: pool_pair(adaptive_avg_pool2d, "adaptive", array(1, 2, 5, 5),
+                                                  output_size=(2, 2))),
+        ("batch_norm", bn_forward),
+        ("avg_pool2d", lambda: pool_pair(avg_pool2d, "avg", array(1, 2, 5, 5), kernel_size=3, stride=2,
+                                         padding=1)),
+        ("relu", lambda: relu.backward(array(8192), relu.forward(array(8192))[1])),
+        ("adaptive_avg_pool2d", lambda: pool_backward(adaptive_avg_pool2d, "adaptive")),
+        ("max_pool2d", lambda: pool_backward(max_pool2d, "max")),
+        ("local_response_norm", lambda: pool_backward(local_response_norm, "lrn")),
+        ("conv2d", lambda: conv_backward("winograd")),
+        ("sgd_update", sgd),
+        ("conv2d", lambda: conv_backward("im2col")),
+        ("batch_norm", lambda: batch_norm.backward(numpy.ones_like(saved["bn_y"]), saved["bn"])),
+        ("avg_pool2d", lambda: pool_backward(avg_pool2d, "avg")),
+    ]
+
+
+def kernels_to_compile():
+    """The numba dispatchers of the CPU kernels (every ``*_tasks`` function of tinynet.kernels)."""
+    from . import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d_space_to_depth, conv2d_winograd,
+                   im2col, local_response_norm, max_pool2d, relu, sgd_update)
+    found = []
+    for module in (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d_space_to_depth, conv2d_winograd, im2col,
+                   local_response_norm, max_pool2d, relu, sgd_update):
+        for name, value in vars(module).items():
+            if name.endswith("_tasks") and hasattr(value, "py_func"):
+                found.append(value)
+    return found
+
+
+def _child():
+    """Run the exercises, printing ``start NAME`` / ``done NAME`` around each kernel compilation."""
+    import numba.core.event as numba_event
+
+    class Reporter(numba_event.Listener):
+        depth = 0
+
+        def on_start(self, event):
+            Reporter.depth += 1
+            dispatcher = event.data.get("dispatcher")
+            if Reporter.depth == 1 and hasattr(dispatcher, "py_func"):
+                print("start", _name(dispatcher), flush=True)
+
+        def on_end(self, event):
+            Reporter.depth -= 1
+            dispatcher = event.data.get("dispatcher")
+            if Reporter.depth == 0 and hasattr(dispatcher, "py_func"):
+                print("done", _name(dispatcher), flush=True)
+
+    numba_event.register("numba:compile", Reporter())
+    for _, exercise in _exercises():
+        exercise()
+    print("finished", flush=True)
+
+
+# ----------------------------------------------------------------- this process's side
+def _cached_for_this_cpu(kernel):
+    """True when the kernel's cache index holds an entry for this CPU (and the current source)."""
+    try:
+        cache = kernel._cache
+        overloads = cache._cache_file._load_index()
+        magic = kernel.targetctx.codegen().magic_tuple()
+    except Exception:   # numba internals moved: assume a miss (the child then loads from the cache)
+        return False
+    return any(isinstance(key, tuple) and magic in key for key in overloads)
+
+
+class WarmUp:
+    """The running child process and what it has reported (see the module docstring)."""
+
+    def __init__(self, process):
+        self.process = process
+        self.compiling = None
+        self.done = set()
+        self.finished = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="tinynet-warm-up", daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            word, _, name = line.strip().partition(" ")
+            with self._changed:
+                if word == "start":
+                    self.compiling = name
+                elif word == "done":
+                    self.done.add(name)
+                    self.compiling = None
+                self._changed.notify_all()
+        self.process.wait()
+        with self._changed:
+            self.finished, self.compiling = True, None
+            self._changed.notify_all()
+
+    def wait_for(self, kernel):
+        """Return once the child is not compiling ``kernel`` (done, not reached yet, or exited)."""
+        name = _name(kernel)
+        with self._changed:
+            while self.compiling == name:
+                self._changed.wait()
+
+    def join(self, timeout=None):
+        """Wait for the child to finish every kernel; True when it has."""
+        self._reader.join(timeout)
+        return self.finished
+
+
+_current = None
+
+
+def warm_up():
+    """Start compiling the CPU kernels in a background process; returns its :class:`WarmUp`
+    handle, or None where nothing needs compiling (or ``TINYNET_WARM_UP=0``)."""
+    global _current
+    if os.environ.get("TINYNET_WARM_UP", "1") == "0":
+        return None
+    if _current is not None and not _current.finished:
+        return _current
+    kernels = kernels_to_compile()
+    if all(kernel.overloads or _cached_for_this_cpu(kernel) for kernel in kernels):
+        return None
+    import tinynet
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(tinynet.__file__)))
+    env = dict(os.environ)     # the same NUMBA_CACHE_DIR (kernels/_numba.py may have chosen it)
+    env["PYTHONPATH"] = os.pathsep.join([package_parent] + [p for p in [env.get("PYTHONPATH")] if p])
+    # one thread: the child only compiles, and its arrays are tiny
+    env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", TINYNET_WARM_UP="0")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import tinynet.kernels._warm_up as w; w._child()"],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+    _current = WarmUp(process)
+    _numba._warm_up_hook = _current.wait_for
+    return _current

@@ -1,0 +1,186 @@
+"""tinynet.kernels.warm_up (kernels/_warm_up.py) and the kernels' thread pool (kernels/_numba.py).
+
+* the warm-up's exercises compile exactly the kernel signatures that real layers use, so a
+  warmed cache leaves nothing to compile at the first training step;
+* the background process fills an empty cache, which a later process only loads from;
+* a process waits only for the kernel the warm-up is compiling at that moment;
+* results do not depend on the number of threads.
+"""
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinynet
+from tinynet import backend, nn
+from tinynet.kernels import _numba, _warm_up
+from tinynet.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _small_network():
+    """Every CPU kernel of the layers, at the smallest sizes that reach each path (Winograd needs
+    MIN_TILES output tiles, the strided convolution its space-to-depth form)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
+        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(16, 8, 3, padding=1, dilation=2), nn.AvgPool2d(3, 2, 1), nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(), nn.Linear(32, 3))
+
+
+def _signatures():
+    return {_warm_up._name(kernel): set(kernel.signatures) for kernel in _warm_up.kernels_to_compile()}
+
+
+def test_the_exercises_compile_the_signatures_real_layers_use():
+    for _, exercise in _warm_up._exercises():
+        exercise()
+    compiled = _signatures()
+    assert all(compiled.values()), [name for name, signatures in compiled.items() if not signatures]
+    tinynet.manual_seed(0)
+    model = _small_network()
+    optimizer = tinynet.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = np.random.default_rng(0).standard_normal((4, 3, 99, 99)).astype(np.float32)
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(model(tinynet.Tensor(x)), np.arange(4) % 3).backward()
+        optimizer.step()
+    model.eval()
+    with tinynet.no_grad():
+        model(tinynet.Tensor(x[:1]))
+    after = _signatures()
+    assert {name: after[name] - compiled[name] for name in after if after[name] - compiled[name]} == {}
+
+
+CHILD = r"""
+import json, sys, tinynet
+from tinynet.kernels import _warm_up
+handle = tinynet.kernels.warm_up()
+if sys.argv[1] == "warm":
+    assert handle is not None and handle.join(600), "the warm-up process did not finish"
+    assert len(handle.done) == len(_warm_up.kernels_to_compile()), handle.done
+    assert tinynet.kernels.warm_up() is None       # every kernel cached now: nothing to start
+else:
+    assert handle is None, "a warm cache should start no process"
+for _, exercise in _warm_up._exercises():
+    exercise()
+print(json.dumps({_warm_up._name(k): [sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values())]
+                  for k in _warm_up.kernels_to_compile()}))
+"""
+
+
+def test_the_background_process_fills_an_empty_cache_that_later_processes_only_load(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("TINYNET_WARM_UP", None)
+    for mode in ("warm", "load"):
+        result = subprocess.run([sys.executable, "-c", CHILD, mode], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=900)
+        assert result.returncode == 0, result.stderr
+        import json
+        counts = json.loads(result.stdout.strip().splitlines()[-1])
+        # every kernel loaded from the cache the background process wrote: no compilation here
+        assert all(hits >= 1 and misses == 0 for hits, misses in counts.values()), counts
+
+
+class _Lines:
+    """A child's stdout that the test feeds line by line."""
+
+    def __init__(self):
+        self.lines, self.ready = [], threading.Condition()
+        self.closed = False
+
+    def feed(self, line):
+        with self.ready:
+            self.lines.append(line)
+            self.ready.notify_all()
+
+    def close(self):
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+
+    def __iter__(self):
+        while True:
+            with self.ready:
+                while not self.lines and not self.closed:
+                    self.ready.wait()
+                if not self.lines:
+                    return
+                line = self.lines.pop(0)
+            yield line
+
+
+class _FakeProcess:
+    def __init__(self):
+        self.stdout = _Lines()
+
+    def wait(self):
+        return 0
+
+
+def test_a_process_waits_only_for_the_kernel_being_compiled():
+    kernels = _warm_up.kernels_to_compile()
+    compiling, later = kernels[0], kernels[1]
+    process = _FakeProcess()
+    handle = _warm_up.WarmUp(process)
+    process.stdout.feed(f"start {_warm_up._name(compiling)}\n")
+    while handle.compiling is None:
+        threading.Event().wait(0.01)
+    handle.wait_for(later)                      # not being compiled: returns at once
+    waited = threading.Event()
+    waiter = threading.Thread(target=lambda: (handle.wait_for(compiling), waited.set()))
+    waiter.start()
+    assert not waited.wait(0.2)                 # the kernel in progress: waits ...
+    process.stdout.feed(f"done {_warm_up._name(compiling)}\n")
+    assert waited.wait(10)                      # ... until the child reports it done
+    process.stdout.close()
+    waiter.join()
+    assert handle.join(10) and _warm_up._name(compiling) in handle.done
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_results_do_not_depend_on_the_number_of_threads(threads):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 16, 21, 21)).astype(np.float32)
+    weight = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    previous = backend.get_num_threads()
+
+    def run(count):
+        backend.set_num_threads(count)
+        try:
+            from tinynet.kernels import conv2d, local_response_norm
+            y, saved = conv2d.forward(x, weight, None, padding=1)
+            grads = conv2d.backward(np.ones_like(y), saved)
+            z, lrn_saved = local_response_norm.forward(y, size=5, alpha=1e-4, beta=0.75, k=2.0)
+            return [y, z, *grads[:2], local_response_norm.backward(np.ones_like(z), lrn_saved)[0]]
+        finally:
+            backend.set_num_threads(previous)
+
+    for reference, result in zip(run(2), run(threads)):
+        assert np.array_equal(reference, result)
+
+
+def test_an_error_in_a_task_range_reaches_the_caller():
+    calls = []
+
+    class Boom:
+        overloads = {"compiled": True}
+
+        def __call__(self, first, last):
+            calls.append((first, last))
+            if first == 0:
+                raise ValueError("range 0 failed")
+
+    previous = backend.get_num_threads()
+    backend.set_num_threads(2)
+    try:
+        with pytest.raises(ValueError, match="range 0 failed"):
+            _numba.parallel_tasks(Boom(), 100)
+    finally:
+        backend.set_num_threads(previous)
+    assert sorted(calls)[0][0] == 0 and sum(last - first for first, last in calls) == 100
