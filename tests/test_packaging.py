@@ -1,6 +1,7 @@
 """tinynet.kernels and tinynet.models import from a source checkout, an editable install and a regular
 install, and a source checkout always uses its own folders."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_photos(folder, per_class, size):
+    """A few JPEGs in Kaggle's flat layout (cat.N.jpg, dog.N.jpg), reddish and bluish."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, colour in (("cat", (170, 90, 70)), ("dog", (80, 100, 170))):
+        for i in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 60, size[::-1] + (3,)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}.{i}.jpg")
+    return folder
 
 
 def _run(code, cwd, env_extra=None):
@@ -69,6 +84,27 @@ def test_regular_install_has_kernels_and_source_tree_still_wins_at_the_root(tmp_
     result = _run(code, cwd=tmp_path, env_extra={"PYTHONPATH": str(target)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(str(target / "tinynet" / "models"))
+    # a checkpoint written by `alexnet_catdog.py --model resnet20` in the source tree rebuilds and
+    # predicts with the installed command, in another folder
+    photos = write_photos(tmp_path / "photos", per_class=6, size=(40, 36))
+    run = tmp_path / "run"
+    trained = subprocess.run([sys.executable, str(ROOT / "examples" / "alexnet_catdog.py"), "--model", "resnet20",
+                              "--data", str(photos), "--image-size", "32", "--batch-size", "4", "--epochs", "1",
+                              "--workers", "0", "--no-ten-crop", "--out", str(run)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    predicted = _run(f"import sys; from tinynet.train.images import GENERIC, main; "
+                     f"sys.exit(main(['--predict', {str(photos / 'cat.0.jpg')!r}, '--checkpoint', "
+                     f"{str(run / 'best.npz')!r}], command=GENERIC))", cwd=tmp_path,
+                     env_extra={"PYTHONPATH": str(target)})
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert re.fullmatch(re.escape(str(photos / "cat.0.jpg")) + r": (cat|dog) [01]\.\d{3}, (cat|dog) [01]\.\d{3}\n",
+                        predicted.stdout), predicted.stdout
+    # the same probabilities as the source tree's command gives from the same file
+    source = subprocess.run([sys.executable, str(ROOT / "examples" / "alexnet_catdog.py"), "--predict",
+                             str(photos / "cat.0.jpg"), "--checkpoint", str(run / "best.npz")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert source.returncode == 0 and source.stdout == predicted.stdout, (source.stdout, source.stderr[-1000:])
     # from the repository root (as `python -m pytest` runs): the source tinynet/ comes first and
     # must still find ../kernels
     result = _run("import tinynet.kernels.conv2d as c; print(c.__file__)", cwd=ROOT,

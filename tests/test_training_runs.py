@@ -681,3 +681,35 @@ def test_prediction_averages_the_members(tiny, two_members, photos, capsys):
     assert alexnet_catdog.main(["--predict", photo, "--checkpoint", *map(str, two_members)]) == 0
     together = float(capsys.readouterr().out.split("cat ")[1].split(",")[0])
     assert together == pytest.approx(sum(per_member) / 2, abs=1.5e-3)
+
+
+def test_the_general_command_needs_a_model_and_names_its_folder_after_it(photos, tmp_path, monkeypatch, capsys):
+    """train_classifier.py / python -m tinynet.train: the same run without AlexNet or the Kaggle photos as
+    defaults."""
+    use_tiny_model(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    generic = alexnet_catdog.GENERIC
+    assert alexnet_catdog.main(["--data", str(photos)], command=generic) == 2
+    assert "--model NAME is required" in capsys.readouterr().err
+    assert alexnet_catdog.main(["--model", "alexnet"], command=generic) == 2    # no --data: what to give
+    assert "Point --data at a folder of labelled photos" in capsys.readouterr().err
+    assert alexnet_catdog.main(["--model", "alexnet", "--data", str(photos), "--image-size", "16",
+                                "--batch-size", "4", "--epochs", "1", "--workers", "0", "--no-ten-crop"],
+                               command=generic) == 0
+    assert (tmp_path / "runs" / "alexnet" / "best.npz").is_file()
+    assert "train_classifier.py" in alexnet_catdog.build_parser(generic).format_usage()
+
+
+def test_the_cosine_schedule_runs_and_a_resume_may_not_switch_schedules(photos, tmp_path, monkeypatch, capsys):
+    use_tiny_model(monkeypatch)
+    out = tmp_path / "run"
+    common = ["--data", str(photos), "--out", str(out), "--image-size", "16", "--batch-size", "4", "--workers", "0",
+              "--no-ten-crop", "--lr", "0.1"]
+    assert alexnet_catdog.main(common + ["--epochs", "3", "--schedule", "cosine", "--warmup-epochs", "1"]) == 0
+    with open(out / "metrics.csv") as stream:
+        rates = [float(row["lr"]) for row in csv.DictReader(stream)]
+    assert rates == pytest.approx([0.05, 0.1, 0.05])
+    capsys.readouterr()
+    assert alexnet_catdog.main(common + ["--epochs", "4", "--resume", "--schedule", "plateau"]) == 2
+    assert "--schedule plateau differs from the checkpoint's schedule = cosine" in capsys.readouterr().err
+    assert alexnet_catdog.main(common + ["--epochs", "3", "--warmup-epochs", "3", "--schedule", "cosine"]) == 2
