@@ -1,14 +1,15 @@
 """The program tests/test_keyed_augmentation.py starts under ``mpiexec -n N`` (and without it).
 
     python tests/keyed_augmentation_worker.py DATA OUT --batch GLOBAL [--epochs E] [--workers W]
-                                              [--stop-after STEPS] [--resume]
+                                              [--save-after STEPS] [--resume CHECKPOINT]
 
 Trains a small CNN with SGD (momentum, weight decay) on the JPEGs of DATA through AlexNet's
 training augmentation at a toy size (resize, random crop, random flip, PCA colour noise,
 normalisation), each of the N ranks taking GLOBAL / N samples of every step, one process taking
-all GLOBAL.  Rank 0 writes OUT/last.npz (weights, optimizer, loader position, steps) after
-``--stop-after`` steps, and stops there (an interruption), or at the end; ``--resume`` continues
-from OUT/last.npz, with whatever number of processes this run has.
+all GLOBAL.  Rank 0 writes OUT/last.npz (weights, optimizer, loader position, steps) at the end,
+and the same state after ``--save-after`` steps to OUT/step<STEPS>.npz, what an interrupted run
+would have left; ``--resume CHECKPOINT`` continues from such a file, with whatever number of
+processes this run has.
 """
 import argparse
 import os
@@ -69,8 +70,8 @@ def main():
     parser.add_argument("--batch", type=int, required=True, help="the global batch")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--stop-after", type=int, default=None)
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--save-after", type=int, default=None)
+    parser.add_argument("--resume", default=None)
     args = parser.parse_args()
 
     group = dist.init()
@@ -83,20 +84,19 @@ def main():
     else:
         loader = DistributedDataLoader(dataset, args.batch // group.world_size, shuffle=True, seed=SEED,
                                        num_workers=args.workers)
-    path = os.path.join(args.out, "last.npz")
     steps = 0
     if args.resume:
-        state = tinynet.load(path)
+        state = tinynet.load(args.resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["loader"])
         steps = int(state["steps"])
     ddp = dist.DistributedDataParallel(model)
 
-    def save():
+    def save(name):
         dist.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "loader": loader.state_dict(), "steps": steps, "world_size": group.world_size},
-                             path)
+                             os.path.join(args.out, name))
 
     for epoch in range(loader.state_dict()["epoch"], args.epochs):
         loader.set_epoch(epoch)   # what a PyTorch-style loop calls; it keeps a resumed epoch's position
@@ -106,11 +106,9 @@ def main():
             loss.backward()
             optimizer.step()
             steps += 1
-            if steps == args.stop_after:
-                save()
-                dist.print0(f"stopped after {steps} steps on {group.world_size} process(es)")
-                return
-    save()
+            if steps == args.save_after:
+                save(f"step{steps}.npz")
+    save("last.npz")
     dist.print0(f"finished {steps} steps on {group.world_size} process(es)")
 
 

@@ -168,7 +168,7 @@ def _mpiexec():
     return found
 
 
-def _train(photos, out, ranks, *options):
+def _train(photos, out, ranks, *options, checkpoint="last.npz"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
     env.pop("PYTHONPATH", None)
     # one thread per rank: two ranks with two threads each would fight over the 2 cores
@@ -178,7 +178,7 @@ def _train(photos, out, ranks, *options):
     os.makedirs(out, exist_ok=True)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return tinynet.load(os.path.join(out, "last.npz"))
+    return tinynet.load(os.path.join(out, checkpoint))
 
 
 def _assert_same_weights(state, reference, what):
@@ -192,17 +192,24 @@ def _assert_same_weights(state, reference, what):
 
 def test_two_ranks_with_augmentation_train_like_one_process_also_across_a_resume(photos, tmp_path):
     """The headline: 2 ranks with batch 3 against 1 process with batch 6, AlexNet's augmentation on, no
-    dropout, 2 epochs of 3 steps; then 2 ranks stopped after 4 steps (mid-epoch) and resumed by one
-    process with 2 decoding threads."""
+    dropout, 2 epochs of 3 steps; then the state the 2 ranks saved after 4 steps (mid-epoch, what a
+    stop there leaves) resumed by one process with 2 decoding threads, and the state one process
+    saved after 2 steps resumed by 2 ranks."""
     started = time.monotonic()
-    one = _train(photos, tmp_path / "one", 1)
-    two = _train(photos, tmp_path / "two", 2)
+    one = _train(photos, tmp_path / "one", 1, "--save-after", "2")
+    two = _train(photos, tmp_path / "two", 2, "--save-after", "4")
     assert int(one["steps"]) == int(two["steps"]) == 6 and int(two["world_size"]) == 2
     _assert_same_weights(two, one, "2 ranks vs 1 process")
 
-    stopped = _train(photos, tmp_path / "resumed", 2, "--stop-after", "4")
+    stopped = tinynet.load(tmp_path / "two" / "step4.npz")
     assert int(stopped["steps"]) == 4 and stopped["loader"] == {"seed": 0, "epoch": 1, "batch": 1}
-    resumed = _train(photos, tmp_path / "resumed", 1, "--resume", "--workers", "2")
+    resumed = _train(photos, tmp_path / "resumed", 1, "--resume", str(tmp_path / "two" / "step4.npz"),
+                     "--workers", "2")
     assert int(resumed["steps"]) == 6 and int(resumed["world_size"]) == 1
     _assert_same_weights(resumed, one, "2 ranks stopped after 4 steps, resumed by 1 process")
+
+    assert tinynet.load(tmp_path / "one" / "step2.npz")["loader"] == {"seed": 0, "epoch": 0, "batch": 2}
+    resumed = _train(photos, tmp_path / "resumed_by_two", 2, "--resume", str(tmp_path / "one" / "step2.npz"))
+    assert int(resumed["steps"]) == 6 and int(resumed["world_size"]) == 2
+    _assert_same_weights(resumed, one, "1 process stopped after 2 steps, resumed by 2 ranks")
     assert time.monotonic() - started < 120
