@@ -129,6 +129,7 @@ class LayerRecord:
     weight_grads: dict = field(default_factory=dict)   #: parameter name -> d(loss)/d(parameter)
     geometry: Geometry = None     #: receptive fields of the output positions (None: the whole input)
     channels: int = None          #: how many channels were kept (None: all)
+    training: bool = False        #: the layer's mode during the pass (batch norm's statistics depend on it)
 
     def receptive_field(self, y, x, clip=True):
         """(top, left, bottom, right) of the input pixels that output position (y, x) depends on."""
@@ -300,7 +301,7 @@ def trace(model, x, target=None, layers=None, channels=None, weight_grads=True, 
                              module=module, row=row, input_shape=in_shape, output_shape=out_shape,
                              input=_keep(inp.data, channels) if inp is not None else None,
                              output=_keep(out.data, channels) if out is not None else None,
-                             geometry=after, channels=channels)
+                             geometry=after, channels=channels, training=module.training)
         records.append(record)
         watch(out, record, "grad_output")
         watch(inp, record, "grad_input")

@@ -339,7 +339,7 @@ def _avg_pool(record, unit, store):
     value = float(record.output[0, c, y, x])
     table = {"header": [""] + [f"col {left + j}" for j in range(window.shape[1])],
              "rows": [[f"row {top + i}"] + [num("window", v) for v in window[i]] for i in range(window.shape[0])]}
-    forward = [_step("The window and its mean", [["Σ / ", num("count", divisor), " = ", num("sum", values.sum()), " / ",
+    forward = [_step("The window and its mean", [["Σ / ", num("count", divisor), " = ", num("window_sum", values.sum()), " / ",
                                                   str(divisor), " = ", num("mean", mean)],
                                                  ["tinynet computed ", num("value", value)]], table=table)]
     g, backward = _arriving(record, (0, c, y, x))
@@ -390,7 +390,7 @@ def _batch_norm(record, unit, store):
     beta = float(_arr(m.bias.data)[c]) if m.bias is not None else 0.0
     normalised = (x - mean) / math.sqrt(var + m.eps)
     forward = [_step("Normalise with the running statistics",
-                     [["(x − μ)/√(σ² + ε) = (", num("x", x), " − ", num("mean", mean), ")/√(", num("var", var), " + ",
+                     [["(x − μ)/√(σ² + ε) = (", num("x", x), " − ", num("running_mean", mean), ")/√(", num("running_var", var), " + ",
                        num("eps", m.eps), ") = ", num("normalised", normalised)],
                       ["· γ + β = ", num("normalised", normalised), " · ", num("gamma", gamma), " + ", num("beta", beta),
                        " = ", num("result", normalised * gamma + beta)],
@@ -437,7 +437,7 @@ def explain_unit(record, unit, store=None):
             explain = _BY_KIND.get(cls.__name__)
             if explain is not None:
                 break
-    if kind.startswith("BatchNorm") and record.module.training:
+    if kind.startswith("BatchNorm") and record.training:      # batch statistics: not the running ones
         explain = None
     if explain is _conv and (record.module.weight is None):
         explain = None
