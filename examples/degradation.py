@@ -23,9 +23,9 @@ test error, the paper's convention) and ``results.json`` (the end points).
 
 Scale: one 32x32 digit costs 40.3 million multiply-adds forward in plain-20 / ResNet-20 and 125.2
 million in the 56-layer nets (``tinynet.summary``), about three times that forward and backward:
-some 1 G multiply-adds per training digit and epoch for the four networks together.  Measured on
-this project's 2-core machine, half busy with other work: 512 digits, 3 epochs, 300 test digits in
-16.6 minutes, about 0.6 s per training digit and epoch, evaluation included.  The default (800
+some 1 G multiply-adds per training digit and epoch for the four networks together.  Measured on a
+2-core AMD EPYC with about one core's worth of other load (2026-12-01): 512 digits, 3 epochs, 300
+test digits in 16.6 minutes, about 0.6 s per training digit and epoch, evaluation included.  The default (800
 digits, 4 epochs, 500 test digits) aims at about 30 minutes.  That is a tiny version of the paper's
 64,000 iterations on CIFAR-10: read the curves as "how fast can each stack be optimised", which is
 the paper's question, not as MNIST accuracies.

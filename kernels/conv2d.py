@@ -109,8 +109,8 @@ gain of larger chunks (the timings: benchmarks/README.md, "Measurements behind t
 The chunk's column matrix and its product (Y, or dY in the (O, M) layout) live
 in a per-thread scratch buffer that is reused from call to call: allocating
 fresh megabytes on every call costs page faults that are as slow as the im2col
-copy itself.  With chunks that scratch is under 200 MiB (it used to keep conv2's
-full-batch 427 MiB column matrix alive between calls).  In the backward pass
+copy itself.  With chunks that scratch is under 200 MiB (conv2's full-batch column matrix alone
+would be 427 MiB, kept alive between calls).  In the backward pass
 the same buffer holds cols for dW and is then overwritten by dcols for dx.  The
 GPU path runs the same code with the whole batch as one chunk (CuPy's memory
 pool already recycles allocations, and a GPU wants the largest launches).

@@ -2,7 +2,7 @@
 
 The scripts are not a package and are not installed (they are command lines over the library);
 ``load_script("lenet_mnist")`` loads ``examples/lenet_mnist.py`` from its path, once per test
-session, without putting examples/ on ``sys.path``.
+run, without putting examples/ on ``sys.path``.
 """
 import importlib.util
 import sys

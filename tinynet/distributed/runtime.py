@@ -219,7 +219,7 @@ class MPIProcessGroup(ProcessGroup):
         sys.stderr.write(f"tinynet.distributed: {message}\n")
         sys.stderr.flush()
         # mpiexec forwards each rank's output asynchronously, and Abort tears the job down at once:
-        # without a moment's grace the traceback above was once cut to its first line
+        # without a moment's grace the traceback above can arrive cut to its first line
         time.sleep(0.5)
         self.comm.Abort(code)
 
