@@ -202,3 +202,17 @@ def test_a_224_pixel_vgg16_trace_with_a_selection_stays_small():
     # the big fully connected layers' weight gradients were never computed, nor left behind
     assert all(p.grad is None for p in vgg.parameters())
     assert "weight" not in t["FC8"].weight_grads or t["FC8"].weight_grads["weight"].shape == (2, 4096)
+
+
+def test_tracing_in_training_mode_leaves_the_running_statistics_alone():
+    tinynet.manual_seed(0)
+    net = nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("bn", nn.BatchNorm2d(4)),
+                                     ("flatten", nn.Flatten()), ("fc", nn.Linear(4 * 11 * 11, 2))])).double()
+    before = {name: array.copy() for name, array in net.named_buffers()}
+    t = trace(net, sample(), train=True)
+    assert t["BN"].training and net.training
+    for name, array in net.named_buffers():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+    # in training mode the layer normalised with the batch's own statistics
+    out = t["BN"].output[0]
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), 0, atol=1e-10)

@@ -1,23 +1,18 @@
 """Pictures of a trace: channel grids, gradient grids, filters, saliency (NumPy arrays -> Pillow).
 
-Every function returns ``(PIL.Image, layout)`` where ``layout`` tells where each tile sits
-(``cols``, ``tile_h``, ``tile_w``, ``scale``, ``pad``), so that a page can map a click on the
-image back to a channel and a position.
+The grids return ``(PIL.Image, layout)`` where ``layout`` tells where each tile sits (``cols``,
+``tile_h``, ``tile_w``, ``scale``, ``pad``), so that a page can map a click on the image back to
+a channel and a position.  Tiles are laid out as ``tinynet.viz`` lays out filters (8 x 12 for 96).
 """
 import math
 
 import numpy as np
 from PIL import Image
 
+from .. import viz
+from ..viz import grid_shape
+
 __all__ = ["channel_grid", "vector_image", "filter_grid", "saliency_images", "photo_image", "grid_shape"]
-
-
-def grid_shape(count):
-    """Rows and columns for ``count`` tiles: 8x12 for 96 (the AlexNet paper's filter figure), else about square."""
-    if count == 96:
-        return 8, 12
-    cols = math.ceil(math.sqrt(count))
-    return math.ceil(count / cols), cols
 
 
 def _scale_for(h, target=40):
@@ -86,26 +81,10 @@ def vector_image(values, signed=False, scale=4):
     return Image.fromarray(tile), {"cols": cols, "rows": rows, "scale": scale}
 
 
-def filter_grid(weight, scale=4, pad=1, background=255):
-    """First-layer filters (O, C, kh, kw) as tiles, each mapped from its own min to max
-    (the AlexNet paper's figure 3): RGB for 3 input channels, grey otherwise."""
-    w = np.asarray(weight, dtype=np.float64)
-    count, channels, kh, kw = w.shape
-    rows, cols = grid_shape(count)
-    low = w.min(axis=(1, 2, 3), keepdims=True)
-    high = w.max(axis=(1, 2, 3), keepdims=True)
-    span = high - low
-    tiles = np.where(span > 0, (w - low) / np.where(span > 0, span, 1), 0.5)
-    if channels != 3:
-        tiles = np.repeat(tiles.mean(axis=1, keepdims=True), 3, axis=1)
-    tiles = np.round(tiles.transpose(0, 2, 3, 1) * 255).astype(np.uint8).repeat(scale, axis=1).repeat(scale, axis=2)
-    th, tw = kh * scale, kw * scale
-    image = np.full((rows * th + (rows + 1) * pad, cols * tw + (cols + 1) * pad, 3), background, dtype=np.uint8)
-    for index in range(count):
-        r, c = divmod(index, cols)
-        top, left = pad + r * (th + pad), pad + c * (tw + pad)
-        image[top:top + th, left:left + tw] = tiles[index]
-    return Image.fromarray(image), {"cols": cols, "rows": rows, "tile_h": th, "tile_w": tw, "pad": pad}
+def filter_grid(weight, scale=4):
+    """First-layer filters (O, C, kh, kw) as tiles, each from its own min to max: ``tinynet.viz``'s
+    picture (the AlexNet paper's figure 3), as a Pillow image."""
+    return Image.fromarray(viz.filter_grid(np.asarray(weight), scale=scale))
 
 
 def photo_image(x, rgb=None):

@@ -131,8 +131,7 @@ def write_page(t, out_dir, photo_rgb=None, classes=None, title=None, channels=16
         extras["saliency_overlay"] = _save(over, out_dir, "saliency_overlay.png")
     first_conv = next((r for r in t.records if r.kind == "Conv2d"), None)
     if first_conv is not None:
-        fimage, _ = images.filter_grid(first_conv.module.weight.data if not hasattr(first_conv.module.weight.data, "get")
-                                       else first_conv.module.weight.data.get())
+        fimage = images.filter_grid(first_conv.module.weight.numpy())
         extras["filters"] = _save(fimage, out_dir, "filters.png")
         extras["filters_label"] = first_conv.label
     s = t.summary

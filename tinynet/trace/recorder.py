@@ -225,7 +225,8 @@ def trace(model, x, target=None, layers=None, channels=None, weight_grads=True, 
     loss is differentiated (an int, or one per sample); None takes each sample's predicted
     class, so the gradients say what supports the network's own answer.  ``layers``: names
     or summary labels to keep (None: all).  ``channels``: keep the first k channels only.
-    ``train``: trace in training mode (dropout draws) instead of evaluation mode.
+    ``train``: trace in training mode (dropout draws, batch statistics) instead of evaluation
+    mode; the running statistics are restored afterwards.
     Returns a :class:`Trace`.
     """
     from ..nn import Module
@@ -318,6 +319,9 @@ def trace(model, x, target=None, layers=None, channels=None, weight_grads=True, 
 
     saved = [(p, p.requires_grad, p.grad) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
+    # in training mode batch norm updates its running statistics: a trace leaves them as they were
+    buffers = [(m, name, array.copy()) for m in model.modules() for name, array in m._buffers.items()
+               if array is not None] if train else []
     handles = []
     for module in hooked:
         handles.append(module.register_forward_pre_hook(enter))
@@ -367,6 +371,8 @@ def trace(model, x, target=None, layers=None, channels=None, weight_grads=True, 
             object.__setattr__(module, "training", mode)
         for p, requires, grad in saved:
             p.requires_grad, p.grad = requires, grad
+        for module, name, array in buffers:
+            module._buffers[name][...] = array
     return result
 
 
