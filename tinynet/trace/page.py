@@ -91,6 +91,8 @@ def page_data(t, out_dir, channels=16, grid=3, classes=None, map_channels=96):
                                        "width": gimage.width, "height": gimage.height}
             section["shown_channels"] = int(shown.shape[0])
             section["unit_channels"] = min(channels, int(shown.shape[0]))
+            section["grid_rows"] = ", ".join(str(v) for v in sorted({p[0] for p in positions}))
+            section["grid_cols"] = ", ".join(str(v) for v in sorted({p[1] for p in positions}))
         elif record.output is not None and record.output.ndim == 2:
             image, layout = images.vector_image(record.output[0])
             section["vector"] = {"src": _save(image, out_dir, f"{slug}_out.png"), "width": image.width,

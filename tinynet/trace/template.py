@@ -31,7 +31,9 @@ td:first-child, th:first-child { text-align: left; }
 .maps { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
 .maps figure { margin: 0; max-width: 48%; }
 .maps img { image-rendering: pixelated; max-width: 100%; height: auto; }
-img.map { cursor: crosshair; }
+img.map { cursor: crosshair; display: block; }
+.map-box { position: relative; display: inline-block; max-width: 100%; }
+.map-box canvas { position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none; }
 figcaption { font-size: 0.8em; color: #555; }
 .num { font-family: ui-monospace, monospace; background: #eef4ff; padding: 0 2px; border-radius: 2px; }
 .unit-panel { border-top: 1px dashed #bbb; margin-top: 8px; padding-top: 6px; }
@@ -104,8 +106,10 @@ figcaption { font-size: 0.8em; color: #555; }
     {% if layer.grad_norm %}<span>gradient norm |∂loss/∂out| <span class="num" data-name="grad_norm">{{ layer.grad_norm }}</span></span>{% endif %}
   </p>
   <div class="maps">
-  {% if layer.map %}<figure><img class="map" data-layer="{{ layer.index }}" src="{{ layer.map.src }}" width="{{ layer.map.width }}" height="{{ layer.map.height }}" alt="{{ layer.label }} output">
-    <figcaption>output, channels 0–{{ layer.shown_channels - 1 }} (each from its min, black, to its max, white); click a map to pick a unit (channels 0–{{ layer.unit_channels - 1 }} are explained)</figcaption></figure>{% endif %}
+  {% if layer.map %}<figure><div class="map-box"><img class="map" data-layer="{{ layer.index }}" src="{{ layer.map.src }}" width="{{ layer.map.width }}" height="{{ layer.map.height }}" alt="{{ layer.label }} output">
+    <canvas class="map-mark" data-layer="{{ layer.index }}" width="{{ layer.map.width }}" height="{{ layer.map.height }}"></canvas></div>
+    <figcaption>output, channels 0–{{ layer.shown_channels - 1 }} (each from its min, black, to its max, white); click a map to pick a unit
+    (channels 0–{{ layer.unit_channels - 1 }} are explained, at rows and columns {{ layer.grid_rows }} × {{ layer.grid_cols }}; the picked one is framed)</figcaption></figure>{% endif %}
   {% if layer.grad_map %}<figure><img class="grad" src="{{ layer.grad_map.src }}" width="{{ layer.grad_map.width }}" height="{{ layer.grad_map.height }}" alt="{{ layer.label }} gradient">
     <figcaption>∂loss/∂output, same channels (blue negative, white zero, red positive)</figcaption></figure>{% endif %}
   {% if layer.vector %}<figure><img class="vector-map" src="{{ layer.vector.src }}" width="{{ layer.vector.width }}" height="{{ layer.vector.height }}" alt="{{ layer.label }} output">
@@ -191,6 +195,20 @@ function drawField(rf, label) {
     token(["rf_bottom", String(bottom)]), ", columns ", token(["rf_left", String(left)]), "–",
     token(["rf_right", String(right)]));
 }
+function markMap(layer, u) {
+  // frame the picked unit on its channel map (the map's own pixels: tiles and their scale)
+  const canvas = document.querySelector('canvas.map-mark[data-layer="' + layer.index + '"]');
+  if (!canvas || u.length !== 3) return;
+  const g = layer.layout, ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const row = Math.floor(u[0] / g.cols), col = u[0] % g.cols;
+  const size = Math.max(g.scale, 4);
+  const left = g.pad + col * (g.tile_w + g.pad) + (u[2] + 0.5) * g.scale - size / 2;
+  const top = g.pad + row * (g.tile_h + g.pad) + (u[1] + 0.5) * g.scale - size / 2;
+  ctx.lineWidth = 2;
+  ctx.strokeStyle = "#ff1744";
+  ctx.strokeRect(left - 1, top - 1, size + 2, size + 2);
+}
 function show(layerIndex, key) {
   const layer = DATA.layers.find(l => l.index === layerIndex);
   const unit = layer.units[key];
@@ -201,6 +219,7 @@ function show(layerIndex, key) {
   if (u.length === 3) { panel.setAttribute("data-channel", u[0]); panel.setAttribute("data-y", u[1]); panel.setAttribute("data-x", u[2]); }
   else { panel.setAttribute("data-index", u[0]); }
   panel.append(el("h3", {}, [unit.title]));
+  markMap(layer, u);
   if (unit.rf) panel.append(el("p", {"class": "rf"}, ["receptive field: rows ", token(["rf_top", String(unit.rf[0])]), "–",
       token(["rf_bottom", String(unit.rf[2])]), ", columns ", token(["rf_left", String(unit.rf[1])]), "–",
       token(["rf_right", String(unit.rf[3])]), " of the input"]));
