@@ -34,7 +34,9 @@ setup(
         # index (the mpich wheel brings mpiexec); on GPUs NCCL too.  The tests run under mpiexec.
         "mpi": MPI,
         "gpu-distributed": ["cupy-cuda13x>=14", "numba-cuda", "nvidia-nccl-cu13"] + MPI,
-        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7"] + MPI,
+        # the explainer's page and its browser test are part of the suite (Chromium itself is a system
+        # package: apt-get install chromium chromium-driver, as .ci/run does)
+        "test": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7", "jinja2>=3.1", "selenium>=4.20"] + MPI,
         # test oracles: PyTorch for the layers, SciPy for the confidence intervals
         "oracle": ["torch==2.13.0", "scipy>=1.10"],
         "plot": ["matplotlib>=3.7"],
