@@ -99,9 +99,11 @@ def photo_image(x, rgb=None):
 
 
 def saliency_images(saliency, photo):
-    """(heat map, heat map over the photo) of |d loss / d input| (H, W), scaled to its largest value."""
+    """(heat map, heat map over the photo) of |d loss / d input| (H, W), scaled to its 99.5th percentile."""
     s = np.asarray(saliency, dtype=np.float64)
-    s = s / s.max() if s.max() > 0 else s
+    # scaled by a high percentile: a few extreme pixels would otherwise leave the rest pale
+    top = float(np.percentile(s, 99.5)) or float(s.max())
+    s = np.clip(s / top, 0, 1) if top > 0 else s
     heat = np.stack([np.ones_like(s), 1 - s, 1 - s], axis=-1)          # white -> red
     heat_image = Image.fromarray(np.round(heat * 255).astype(np.uint8))
     base = np.asarray(photo.convert("RGB"), dtype=np.float64) / 255
