@@ -74,11 +74,23 @@ def test_keys_containing_a_slash_do_not_collide(tmp_path):
         tinynet.save({1: x, "1": y}, tmp_path / "d.npz")
 
 
+class _RunsCodeWhenUnpickled:
+    """Unpickling this calls os.mkdir(marker): what a malicious checkpoint could do with any function."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
 def test_objects_are_never_unpickled(tmp_path):
     path = tmp_path / "evil.npz"
-    np.savez(path, __tree__=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(tinynet.CheckpointError):
+    marker = tmp_path / "the-pickle-ran"
+    np.savez(path, __tree__=np.array([_RunsCodeWhenUnpickled(marker)], dtype=object))
+    with pytest.raises(tinynet.CheckpointError, match="Object arrays cannot be loaded when allow_pickle=False"):
         tinynet.load(path)
+    assert not marker.exists()
     assert os.path.exists(path)
 
 
@@ -162,3 +174,35 @@ def test_a_checkpoint_gets_the_permissions_of_a_plain_file_and_the_umask_is_kept
     finally:
         os.umask(previous)
     assert (tmp_path / "deep" / "er" / "c.npz").stat().st_mode & 0o777 == 0o640
+
+
+def test_load_errors_name_the_file_and_say_what_is_wrong(tmp_path):
+    """The whole message, so that a clipped or garbled one is noticed."""
+    missing = tmp_path / "missing.npz"
+    with pytest.raises(tinynet.CheckpointError) as error:
+        tinynet.load(missing)
+    assert str(error.value) == f"checkpoint {str(missing)!r} does not exist"
+    text = tmp_path / "notes.npz"
+    text.write_text("not a zip archive")
+    with pytest.raises(tinynet.CheckpointError) as error:
+        tinynet.load(text)
+    assert str(error.value).startswith(f"could not read checkpoint {str(text)!r}: the file is truncated, corrupt "
+                                       f"or not an .npz written by tinynet (")
+    assert str(error.value).endswith(")")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.ones(2))
+    with pytest.raises(tinynet.CheckpointError) as error:
+        tinynet.load(foreign)
+    assert str(error.value) == f"{str(foreign)!r} is an .npz file but not a tinynet checkpoint (no __tree__ entry)"
+    corrupt = tmp_path / "corrupt.npz"
+    _write_raw(corrupt, b"{")
+    with pytest.raises(tinynet.CheckpointError) as error:
+        tinynet.load(corrupt)
+    assert str(error.value).startswith(f"checkpoint {str(corrupt)!r} has a corrupt index: ")
+    assert str(error.value).endswith("(char 1)")
+    newer = tmp_path / "newer.npz"
+    _write_raw(newer, {"format": "tinynet-checkpoint-2", "tree": {"value": 1}})
+    with pytest.raises(tinynet.CheckpointError) as error:
+        tinynet.load(newer)
+    assert str(error.value) == (f"checkpoint {str(newer)!r} has format 'tinynet-checkpoint-2', expected "
+                                f"'tinynet-checkpoint-1'")
