@@ -3,7 +3,7 @@
     git worktree add /tmp/before REV
     pip install --no-deps --no-build-isolation --target /tmp/before_site /tmp/before
     (cd /tmp && python /path/to/benchmarks/before_after.py --before-site /tmp/before_site \\
-                   --before-examples /tmp/before/examples --rounds 4 --repeats 3)
+                   --rounds 4 --repeats 3)     # --before-examples DIR: a version before tinynet.models
 
 "before" is the version installed in --before-site; "after" is the tinynet this script's checkout
 imports (an editable install).  Run it from a folder that holds no ``tinynet/`` (e.g. /tmp).  Each
@@ -25,10 +25,12 @@ import json, sys, time
 import tinynet
 import numpy as np
 from tinynet.nn import functional as F
-sys.path.insert(0, sys.argv[1])
-from tinynet.models.alexnet import AlexNet
+try:
+    from tinynet.models.alexnet import AlexNet
+except ImportError:      # a version before tinynet.models: its examples/ folder is on PYTHONPATH
+    from models.alexnet import AlexNet
 
-repeats = int(sys.argv[2])
+repeats = int(sys.argv[1])
 rng = np.random.default_rng(0)
 results = {}
 
@@ -95,21 +97,22 @@ print(json.dumps(results))
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before-site", required=True, help="folder holding the 'before' tinynet (pip --target)")
-    parser.add_argument("--before-examples", required=True, help="the 'before' checkout's examples/ folder")
+    parser.add_argument("--before-examples", default=None,
+                        help="the 'before' checkout's examples/ folder (a version without tinynet.models)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    sides = {"before": (args.before_site, args.before_examples),
-             "after": (None, os.path.join(os.path.dirname(HERE), "examples"))}
+    sides = {"before": (args.before_site, args.before_examples), "after": (None, None)}
     collected = {"before": [], "after": []}
     for round_index in range(args.rounds):
         for side in (("before", "after") if round_index % 2 == 0 else ("after", "before")):
             site, examples = sides[side]
             env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
             env.pop("PYTHONPATH", None)
-            if site:
-                env["PYTHONPATH"] = site
-            result = subprocess.run([sys.executable, "-c", WORKER, examples, str(args.repeats)],
+            paths = [path for path in (site, examples) if path]
+            if paths:
+                env["PYTHONPATH"] = os.pathsep.join(paths)
+            result = subprocess.run([sys.executable, "-c", WORKER, str(args.repeats)],
                                     env=env, capture_output=True, text=True)
             if result.returncode:
                 sys.exit(f"{side} failed:\n{result.stderr[-3000:]}")

@@ -1,58 +1,160 @@
 #!/usr/bin/env python
-"""Cold start: from ``import tinynet`` to the end of the first AlexNet training step.
+"""Cold start: from a fresh process to the end of the first training step, empty numba cache.
 
-    python benchmarks/cold_start.py                 # empty numba cache, then the warm cache, 2 processes
-    python benchmarks/cold_start.py --batch 64      # the issue's figure (b=64, 227 px)
+    python benchmarks/cold_start.py                       # the README's training command, 3 rounds
+    python benchmarks/cold_start.py --rounds 5 --no-warm-up-variant
+    python benchmarks/cold_start.py --kernels             # AlexNet's first step alone: per-kernel compile CPU-s
 
-Each measurement runs in a fresh process, so nothing is imported or compiled beforehand:
+Two measurements, each in fresh processes (nothing imported or compiled beforehand):
 
-* ``fresh``: ``NUMBA_CACHE_DIR`` points at an empty temporary folder (a fresh install, a fresh
-  clone, or a read-only install whose per-user cache is still empty);
-* ``warm``: the same folder again, now holding what the first process compiled.
+* ``--example`` (the default): ``python examples/alexnet_catdog.py`` with the README's arguments
+  (``--example-args``), from the moment the process is started to the end of its first
+  ``optimizer.step()`` -- imports, reading the folder, building the model, the crop-size check,
+  the colour statistics (500 photos decoded), the first batch's photos, forward, backward and the
+  update.  ``NUMBA_CACHE_DIR`` points at an empty temporary folder (a fresh install), then at the
+  same folder again (the second run of the same command).  The example runs in a child process
+  that wraps ``SGD.step`` to print the time and exit; with ``--warm-up`` variants the child calls
+  ``tinynet.kernels.warm_up()`` right after ``import tinynet`` (what the training loop does once
+  it makes that call itself) and without it (compiling at each kernel's first call).
+* ``--kernels``: AlexNet's first training step alone (``--batch``, ``--size``) with every numba
+  compilation it triggers, in CPU seconds (``time.process_time`` around numba's ``numba:compile``
+  events: compiling is single-threaded, and CPU time is less sensitive than wall time to other
+  work on the machine), and the cache's hits and misses.
 
-Reported per process: the import time, building AlexNet, the first and second training steps
-(forward + cross-entropy + backward + SGD with momentum), and every numba compilation the
-first step triggered (numba's ``numba:compile`` events: kernel, seconds), with the numba cache's
-hits and misses.  The second step's time is the steady state the first one is compared with.
+Wall times are medians over ``--rounds`` rounds (the variants alternate within a round); the load
+average before and after each round is printed with them.
 """
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-KERNEL_MODULES = {name[:-3] for name in os.listdir(os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "kernels")) if name.endswith(".py")}
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+EXAMPLE = os.path.join(ROOT, "examples", "alexnet_catdog.py")
+README_ARGS = "--data ../shared/data/catdog/train --image-size 128 --epochs 30 --test-fraction 0.1"
 
 
-def child(args):
-    started = t0 = time.perf_counter()   # the import time includes numba's, imported first here
+def _compile_recorder():
+    """Register a numba listener; returns the list it fills with (kernel, CPU seconds), outermost only."""
     import numba.core.event as numba_event
     compiles = []
 
     class Recorder(numba_event.Listener):
+        depth = 0
+
         def on_start(self, event):
-            self.begin = time.process_time()   # CPU seconds: compiling is single-threaded, and
-            # on a shared machine wall time mostly measures the other processes
+            Recorder.depth += 1
+            if Recorder.depth == 1:
+                self.begin = time.process_time()
 
         def on_end(self, event):
-            dispatcher = event.data.get("dispatcher")
-            name = getattr(getattr(dispatcher, "py_func", None), "__qualname__", str(dispatcher))
-            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "")
-            compiles.append((f"{module.rsplit('.', 1)[-1]}.{name}", time.process_time() - self.begin))
+            Recorder.depth -= 1
+            if Recorder.depth == 0:
+                function = getattr(event.data.get("dispatcher"), "py_func", None)
+                name = (f"{function.__module__.rsplit('.', 1)[-1]}.{function.__qualname__}" if function
+                        else str(event.data.get("dispatcher")))
+                compiles.append((name, time.process_time() - self.begin))
 
     numba_event.register("numba:compile", Recorder())
-    import numpy as np
+    return compiles
+
+
+# ----------------------------------------------------------------- the example, in a child
+def example_child(launched, warm_up, example_args):
+    import runpy
+    compiles = _compile_recorder()
     import tinynet
+    import tinynet.optim
+    if warm_up:
+        tinynet.kernels.warm_up()
+    original_step = tinynet.optim.SGD.step
+
+    def step(self, *args, **kwargs):
+        original_step(self, *args, **kwargs)
+        from tinynet.kernels import _warm_up
+        finished = _warm_up._current is None or _warm_up._current.finished
+        report = {"first_step_end_s": time.time() - launched, "process_cpu_s": time.process_time(),
+                  "compile_cpu_s": sum(seconds for _, seconds in compiles), "compiles": len(compiles),
+                  "warm_up_finished": finished}
+        if _warm_up._current is not None and not finished:
+            _warm_up._current.process.kill()     # the next round starts from an empty cache
+        print("COLD_START " + json.dumps(report), flush=True)
+        os._exit(0)
+    tinynet.optim.SGD.step = step
+    sys.argv = [EXAMPLE] + example_args
+    runpy.run_path(EXAMPLE, run_name="__main__")
+    raise SystemExit("the example ended before its first training step")
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run_example(args):
+    variants = ["warm_up", "plain"] if args.warm_up_variant else ["plain"]
+    samples = {(variant, cache): [] for variant in variants for cache in ("empty", "warm")}
+    out_root = tempfile.mkdtemp(prefix="tinynet-cold-out-")
+    example_args = args.example_args.split() + ["--out", os.path.join(out_root, "run")]
+    print(f"python examples/alexnet_catdog.py {' '.join(example_args)}  (to the end of the first step)")
+    try:
+        for round_number in range(args.rounds):
+            load_before = _loadavg()
+            order = variants if round_number % 2 == 0 else variants[::-1]
+            for variant in order:
+                cache = tempfile.mkdtemp(prefix="tinynet-numba-cold-")
+                try:
+                    for state in ("empty", "warm"):
+                        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+                        env.pop("TINYNET_WARM_UP", None)
+                        command = [sys.executable, os.path.abspath(__file__), "--example-child",
+                                   repr(time.time()), "1" if variant == "warm_up" else "0", "--"] + example_args
+                        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+                        lines = [line for line in done.stdout.splitlines() if line.startswith("COLD_START ")]
+                        if done.returncode != 0 or not lines:
+                            sys.stderr.write(done.stderr[-3000:])
+                            raise SystemExit(f"the example failed (exit {done.returncode})")
+                        report = json.loads(lines[-1][len("COLD_START "):])
+                        samples[(variant, state)].append(report)
+                        print(f"  round {round_number + 1} {variant:8s} {state:5s} cache: first step ends at "
+                              f"{report['first_step_end_s']:5.2f} s; this process {report['process_cpu_s']:5.2f} "
+                              f"CPU-s, of which compiling {report['compile_cpu_s']:5.2f} "
+                              f"({report['compiles']} compilations)", flush=True)
+                finally:
+                    shutil.rmtree(cache, ignore_errors=True)
+            print(f"  round {round_number + 1}: load average {load_before} before, {_loadavg()} after", flush=True)
+    finally:
+        shutil.rmtree(out_root, ignore_errors=True)
+    print("\nmedians (wall seconds from process start to the end of the first training step):")
+    for (variant, state), reports in samples.items():
+        values = [r["first_step_end_s"] for r in reports]
+        cpu = [r["compile_cpu_s"] for r in reports]
+        print(f"  {variant:8s} {state:5s} cache: {statistics.median(values):5.2f} s "
+              f"(range {min(values):.2f}-{max(values):.2f}; compiling in this process "
+              f"{statistics.median(cpu):.2f} CPU-s)")
+    return 0
+
+
+# ----------------------------------------------------------------- the first step alone
+def kernels_child(args):
+    started = time.perf_counter()
+    compiles = _compile_recorder()
+    import numpy as np
+
+    import tinynet
+    import tinynet.models as models
     from tinynet.nn import functional as F
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-    from tinynet.models.alexnet import AlexNet
     t1 = time.perf_counter()
-    model = AlexNet(num_classes=args.classes)
+    model = models.create("alexnet", num_classes=args.classes)
     optimizer = tinynet.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     t2 = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -69,53 +171,67 @@ def child(args):
     first = step()
     before_second = len(compiles)
     second = step()
-    compiled_in_first = compiles[:before_second]
-    # numba's compile events nest (np.empty's implementation compiles inside the kernel using it), so
-    # the total counts the outermost events only: one per kernel of tinynet
     print(json.dumps({
-        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
-        "import_s": t1 - t0, "build_s": t2 - t1, "first_step_s": first, "second_step_s": second,
-        "import_to_first_step_end_s": t2 - t0 + first, "process_s": time.perf_counter() - started,
-        "compiles": compiled_in_first, "compiles_total_s": sum(s for name, s in compiled_in_first if name.split(".")[0] in KERNEL_MODULES),
+        "import_s": t1 - started, "build_s": t2 - t1, "first_step_s": first, "second_step_s": second,
+        "import_to_first_step_end_s": t2 - started + first,
+        "compiles": compiles[:before_second], "compile_cpu_s": sum(s for _, s in compiles[:before_second]),
         "compiles_in_second_step": len(compiles) - before_second,
     }))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--size", type=int, default=227)
-    p.add_argument("--classes", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cache-dir", default=None, help="numba cache folder (default: a fresh temporary one)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        child(args)
-        return 0
-    cache = args.cache_dir or tempfile.mkdtemp(prefix="tinynet-numba-cold-")
+def run_kernels(args):
+    cache = tempfile.mkdtemp(prefix="tinynet-numba-cold-")
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[name] = str(args.threads)
-    command = [sys.executable, os.path.abspath(__file__), "--child", "--batch", str(args.batch),
+    command = [sys.executable, os.path.abspath(__file__), "--kernels-child", "--batch", str(args.batch),
                "--size", str(args.size), "--classes", str(args.classes)]
     reports = {}
-    for label in ("fresh", "warm"):
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.stderr.write(done.stderr)
-            return done.returncode
-        reports[label] = report = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{label:5s} cache: import {report['import_s']:.2f} s, build AlexNet {report['build_s']:.2f} s, "
-              f"first step {report['first_step_s']:.2f} s (numba compiling {report['compiles_total_s']:.2f} CPU-s "
-              f"in {len(report['compiles'])} compilations), second step {report['second_step_s']:.2f} s; "
-              f"import to end of first step {report['import_to_first_step_end_s']:.2f} s", flush=True)
-    print("\ncompilations in the first step with the fresh cache (CPU seconds, slowest first; numba's own "
+    try:
+        for label in ("empty", "warm"):
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.stderr.write(done.stderr)
+                return done.returncode
+            reports[label] = report = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{label:5s} cache: import {report['import_s']:.2f} s, build AlexNet {report['build_s']:.2f} s, "
+                  f"first step {report['first_step_s']:.2f} s (numba compiling {report['compile_cpu_s']:.2f} CPU-s "
+                  f"in {len(report['compiles'])} compilations), second step {report['second_step_s']:.2f} s",
+                  flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    print("\ncompilations in the first step with the empty cache (CPU seconds, slowest first; numba's own "
           "overloads such as np.empty compile inside the kernel that uses them and are counted in it):")
-    for name, seconds in sorted(reports["fresh"]["compiles"], key=lambda item: -item[1]):
+    for name, seconds in sorted(reports["empty"]["compiles"], key=lambda item: -item[1]):
         print(f"  {seconds:6.2f}  {name}")
-    print(f"\nbatch {args.batch}, {args.size} px, {args.threads} threads; cache folder {cache}")
+    print(f"\nbatch {args.batch}, {args.size} px, {args.threads} threads; load average {_loadavg()}")
     return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--example-child"]:
+        separator = argv.index("--")
+        example_child(float(argv[1]), argv[2] == "1", argv[separator + 1:])
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--kernels", action="store_true", help="AlexNet's first step alone, per-kernel compile times")
+    p.add_argument("--kernels-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--example-args", default=README_ARGS, help=f"arguments of alexnet_catdog.py (default: {README_ARGS})")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--no-warm-up-variant", dest="warm_up_variant", action="store_false",
+                   help="only the example as it is (no tinynet.kernels.warm_up() call added)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--size", type=int, default=227)
+    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    if args.kernels_child:
+        kernels_child(args)
+        return 0
+    if args.kernels:
+        return run_kernels(args)
+    return run_example(args)
 
 
 if __name__ == "__main__":

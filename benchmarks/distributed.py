@@ -49,13 +49,7 @@ def _mpiexec():
 
 
 # ------------------------------------------------------------------ inside the measured processes
-def _setup_path():
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-
-
 def _alexnet_parameters():
-    _setup_path()
     import tinynet
     from tinynet.models.alexnet import AlexNet
     tinynet.manual_seed(0)
@@ -63,7 +57,6 @@ def _alexnet_parameters():
 
 
 def measure_allreduce(args):
-    _setup_path()
     import numpy as np
     from tinynet import distributed as dist
     from tinynet.distributed.ddp import assign_buckets
@@ -93,7 +86,6 @@ def measure_allreduce(args):
 
 
 def measure_step(args):
-    _setup_path()
     import numpy as np
     import tinynet
     from tinynet import distributed as dist

@@ -23,17 +23,12 @@ import argparse
 import cProfile
 import functools
 import io
-import os
 import pstats
 import sys
 import time
 from collections import defaultdict
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-import run as bench  # noqa: E402  (thread set-up and machine facts shared with the runner)
+import harness as bench  # thread set-up and machine facts (a sibling module: benchmarks/ is on sys.path)
 
 GROUPS = {
     "GEMM (conv)": "compute (BLAS)", "GEMM (FC)": "compute (BLAS)",
@@ -198,7 +193,6 @@ def main(argv=None):
     import numpy as np
     import tinynet
     from tinynet.nn import functional as F
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
     from tinynet.models.alexnet import AlexNet
     method = bench.configure_threads(args.threads)
     load = bench.CpuLoad()
@@ -263,8 +257,8 @@ def main(argv=None):
     print(f"tinynet AlexNet training step, b={args.batch} {args.size}px, {args.classes} classes, "
           f"{args.threads} threads, {n} steps after 1 warm-up")
     print(f"machine: {machine['cpu']}; numpy BLAS {blas.get('internal_api')} kernel "
-          f"{blas.get('architecture')} threads {blas.get('num_threads')}; numba "
-          f"{machine['numba_threading_layer']} threads {machine['numba_threads']}")
+          f"{blas.get('architecture')} threads {blas.get('num_threads')}; tinynet "
+          f"kernel threads {machine['tinynet_threads']}")
     cl = load.report()
     if cl:
         print(f"noise: other processes used {cl['other_cores_avg']:.2f} cores on average "

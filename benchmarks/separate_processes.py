@@ -65,7 +65,6 @@ def child(args):
     if args.child == "tinynet":
         import tinynet
         from tinynet.nn import functional as F
-        sys.path.insert(0, os.path.join(ROOT, "examples"))
         import tinynet.models as models
 
         def build(name):
@@ -86,10 +85,8 @@ def child(args):
     else:
         import torch
         torch.set_num_threads(args.threads)
-        sys.path.insert(0, HERE)
-        import torch_zoo
-
-        from run import _torch_only_model      # run.py imports nothing heavy at its top
+        import torch_zoo     # sibling modules: benchmarks/ is on sys.path when a script here runs
+        from bench_memory import _torch_only_model
 
         def build(name):
             if name == "alexnet":
@@ -178,8 +175,8 @@ def main(argv=None):
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     print(f"\neach framework in its own processes ({args.rounds} rounds, alternating; tinynet: NumPy "
           f"imported first, PyTorch never loaded; torch: PyTorch alone), {args.threads} threads each")
-    sys.path.insert(0, HERE)
-    from run import machine_facts     # (imports NumPy, numba and PyTorch here, in the parent only)
+    import torch  # noqa: F401  (its facts too; the parent only, never a tinynet child)
+    from harness import machine_facts
     facts = machine_facts(args.threads, "OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS, torch.set_num_threads")
     print(f"machine: {facts['cpu']}, {facts['usable_cpus']} usable CPUs; numpy {facts['numpy']}, "
           f"numba {facts['numba']}, torch {facts['torch']} ({facts['torch_capability']})")

@@ -48,8 +48,8 @@ def _name(kernel):
 
 # ----------------------------------------------------------------- what the child runs
 def _exercises():
-    """(op, callable) pairs in the order a training step first needs them: forward kernels, then
-    backward kernels, then the optimiser.  Each call is tiny; it only has to reach the kernels."""
+    """(op, callable) pairs, roughly in the order a training step first needs them: forward kernels,
+    backward kernels, the optimiser.  Each call is tiny; it only has to reach the kernels."""
     from . import (adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, local_response_norm, max_pool2d,
                    relu, sgd_update)
     rng = numpy.random.default_rng(0)
@@ -90,27 +90,29 @@ def _exercises():
 
     # conv1-like 11x11/4 on 3 channels: space to depth + Winograd (at least MIN_TILES output tiles)
     big = dict(x=array(4, 3, 99, 99), weight=array(16, 3, 11, 11), stride=4, padding=0)
+    # AlexNet's first step needs the first twelve (the crop-size check's small forward uses im2col);
+    # batch norm, col2im and average pooling (ResNet, VGG with batch norm, GoogLeNet) come last
     return [
         ("conv2d", lambda: conv_forward("im2col", array(1, 2, 5, 5), array(2, 2, 3, 3), "im2col",
                                         stride=1, padding=1)),
-        ("conv2d", lambda: conv_forward("winograd", big["x"], big["weight"], "auto",
-                                        stride=big["stride"], padding=big["padding"])),
         ("local_response_norm", lambda: pool_pair(local_response_norm, "lrn", array(1, 6, 3, 3), size=5,
                                                   alpha=1e-4, beta=0.75, k=2.0)),
         ("max_pool2d", lambda: pool_pair(max_pool2d, "max", array(1, 2, 5, 5), kernel_size=3, stride=2)),
         ("adaptive_avg_pool2d", lambda: pool_pair(adaptive_avg_pool2d, "adaptive", array(1, 2, 5, 5),
                                                   output_size=(2, 2))),
-        ("batch_norm", bn_forward),
-        ("avg_pool2d", lambda: pool_pair(avg_pool2d, "avg", array(1, 2, 5, 5), kernel_size=3, stride=2,
-                                         padding=1)),
+        ("conv2d", lambda: conv_forward("winograd", big["x"], big["weight"], "auto",
+                                        stride=big["stride"], padding=big["padding"])),
         ("relu", lambda: relu.backward(array(8192), relu.forward(array(8192))[1])),
         ("adaptive_avg_pool2d", lambda: pool_backward(adaptive_avg_pool2d, "adaptive")),
         ("max_pool2d", lambda: pool_backward(max_pool2d, "max")),
         ("local_response_norm", lambda: pool_backward(local_response_norm, "lrn")),
         ("conv2d", lambda: conv_backward("winograd")),
         ("sgd_update", sgd),
-        ("conv2d", lambda: conv_backward("im2col")),
+        ("batch_norm", bn_forward),
         ("batch_norm", lambda: batch_norm.backward(numpy.ones_like(saved["bn_y"]), saved["bn"])),
+        ("conv2d", lambda: conv_backward("im2col")),
+        ("avg_pool2d", lambda: pool_pair(avg_pool2d, "avg", array(1, 2, 5, 5), kernel_size=3, stride=2,
+                                         padding=1)),
         ("avg_pool2d", lambda: pool_backward(avg_pool2d, "avg")),
     ]
 
