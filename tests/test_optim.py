@@ -139,7 +139,7 @@ def test_reduce_lr_on_plateau_matches_torch_in_every_mode(mode, threshold_mode, 
         expected = [group["lr"] for group in theirs_optimizer.param_groups]
         assert ours.get_last_lr() == pytest.approx(expected, rel=1e-12, abs=0), metric
         assert ours.num_bad_epochs == theirs.num_bad_epochs and ours.best == pytest.approx(theirs.best)
-        assert ours.cooldown_counter == theirs.cooldown_counter
+        assert ours.cooldown_counter == theirs.cooldown_counter and ours.last_epoch == theirs.last_epoch
         reductions += ours.get_last_lr() != before
     assert reductions >= 2      # the sequence reaches the rule that reduces, more than once
 
@@ -157,6 +157,48 @@ def test_reduce_lr_on_plateau_stops_at_min_lr_and_ignores_changes_below_eps():
     scheduler.step(1.0)
     scheduler.step(1.0)
     assert scheduler.get_last_lr() == [1e-8]                  # a change of 5e-9 < eps is not applied
+    exact = optim.SGD([nn.Parameter(np.zeros(1))], lr=2e-8)  # halving 2e-8 changes it by exactly 1e-8
+    scheduler = optim.ReduceLROnPlateau(exact, factor=0.5, patience=0, eps=1e-8)
+    scheduler.step(1.0)
+    scheduler.step(1.0)
+    assert scheduler.get_last_lr() == [2e-8]                  # PyTorch's rule: applied only if > eps
+
+
+@pytest.mark.parametrize("mode, metrics", [("max", [1.0, 1.25, 1.5, 1.5, 1.75, 2.0, 2.0, 2.0]),
+                                           ("min", [2.0, 1.75, 1.5, 1.5, 1.25, 1.0, 1.0, 1.0])])
+def test_an_improvement_of_exactly_the_threshold_does_not_count(mode, metrics):
+    """Steps of exactly 0.25 with threshold 0.25 (binary fractions: no rounding): PyTorch's strict rule."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    ours = optim.ReduceLROnPlateau(optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0), mode=mode,
+                                   threshold_mode="abs", threshold=0.25, patience=1, factor=0.5)
+    theirs_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(theirs_optimizer, mode=mode, threshold_mode="abs",
+                                                        threshold=0.25, patience=1, factor=0.5)
+    bad_epochs = []
+    for metric in metrics:
+        ours.step(metric)
+        theirs.step(metric)
+        bad_epochs.append(ours.num_bad_epochs)
+        assert (ours.num_bad_epochs, ours.best) == (theirs.num_bad_epochs, theirs.best)
+        assert ours.get_last_lr() == [theirs_optimizer.param_groups[0]["lr"]]
+    assert bad_epochs[:3] == [0, 1, 0]     # 1.25 after 1.0 is not better by more than 0.25; 1.5 is
+    assert ours.get_last_lr() == [0.25]
+
+
+def test_the_defaults_are_pytorchs():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    parameter, theirs_parameter = nn.Parameter(np.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    adam, theirs_adam = optim.Adam([parameter]), torch.optim.Adam([theirs_parameter])
+    for key in ("lr", "betas", "eps", "weight_decay"):
+        assert adam.param_groups[0][key] == theirs_adam.param_groups[0][key], key
+    sgd, theirs_sgd = optim.SGD([parameter], lr=0.1), torch.optim.SGD([theirs_parameter], lr=0.1)
+    for key in ("momentum", "dampening", "weight_decay", "nesterov"):
+        assert sgd.param_groups[0][key] == theirs_sgd.param_groups[0][key], key
+    assert optim.StepLR(sgd, step_size=3).gamma == torch.optim.lr_scheduler.StepLR(theirs_sgd, 3).gamma
+    ours, theirs = optim.ReduceLROnPlateau(sgd), torch.optim.lr_scheduler.ReduceLROnPlateau(theirs_sgd)
+    for key in ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lrs", "eps", "best",
+                "num_bad_epochs", "cooldown_counter", "last_epoch"):
+        assert getattr(ours, key) == getattr(theirs, key), key
 
 
 @pytest.mark.parametrize("bad, message", [(dict(factor=1.0), "factor must be < 1"), (dict(mode="up"), "mode"),
