@@ -28,8 +28,17 @@ def test_the_missing_one_of_num_replicas_and_rank_comes_from_the_process_group()
     (dict(dataset=10, num_replicas=1, rank=0, seed=-1), "seed must be >= 0, got -1"),
 ])
 def test_bad_arguments_are_refused_with_the_value(arguments, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
         DistributedSampler(**arguments)
+
+
+def test_the_defaults_are_pytorchs():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    from torch.utils.data.distributed import DistributedSampler as TorchSampler
+    ours, theirs = DistributedSampler(10, 2, 1), TorchSampler(range(10), num_replicas=2, rank=1)
+    assert (ours.shuffle, ours.seed, ours.drop_last, ours.epoch) == (theirs.shuffle, theirs.seed, theirs.drop_last,
+                                                                     theirs.epoch)
+    assert ours.even and torch is not None
 
 
 def test_the_edges_of_the_valid_arguments_are_accepted():
