@@ -27,7 +27,11 @@ How the two processes share the cache without racing:
   (name and features), so neither process can load a stale kernel or one built for another CPU.
 
 Where every kernel is in the cache already (the usual case after the first run), ``warm_up``
-starts no process.  ``TINYNET_WARM_UP=0`` turns it off.
+starts no process.  Nor does it where the machine has no idle core (load average at or above the
+cores this process may use): the child's compiling then only takes CPU time from this process,
+which compiles each kernel at its first call instead (on a 2-core machine at load average 8, the
+README's training command reached its first step after 60 s with the child against 39 s without;
+benchmarks/README.md).  ``TINYNET_WARM_UP=0`` turns it off.
 """
 import os
 import subprocess
@@ -210,9 +214,19 @@ class WarmUp:
 _current = None
 
 
-def warm_up():
+def _cores_busy():
+    """True where the load average says no core is idle (Linux, macOS); False where unknown."""
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return os.getloadavg()[0] >= cores
+    except (AttributeError, OSError):
+        return False
+
+
+def warm_up(when_idle=True):
     """Start compiling the CPU kernels in a background process; returns its :class:`WarmUp`
-    handle, or None where nothing needs compiling (or ``TINYNET_WARM_UP=0``)."""
+    handle, or None where nothing needs compiling, where ``when_idle`` and no core is idle, or
+    with ``TINYNET_WARM_UP=0``."""
     global _current
     if os.environ.get("TINYNET_WARM_UP", "1") == "0":
         return None
@@ -220,6 +234,8 @@ def warm_up():
         return _current
     kernels = kernels_to_compile()
     if all(kernel.overloads or _cached_for_this_cpu(kernel) for kernel in kernels):
+        return None
+    if when_idle and _cores_busy():
         return None
     import tinynet
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(tinynet.__file__)))
