@@ -81,6 +81,9 @@ class Trainee:
         tinynet.manual_seed(args.seed)
         self.name = name
         self.model = models.create(name, num_classes=10, in_channels=1)
+        # the layers that keep PyTorch's default initialisation draw it now, from this network's seed,
+        # not at their first use (tinynet.nn.init defers it), when the next network has drawn its own
+        tinynet.nn.init.draw_pending_defaults()
         optimizer = optim.SGD(self.model.parameters(), lr=args.lr, momentum=args.momentum,
                               weight_decay=args.weight_decay)
         train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, seed=args.seed)
