@@ -103,3 +103,14 @@ def test_repr_names_the_shard():
         "DistributedSampler(n=10, rank=1/2, shuffle=True, drop_last=False, even=True, seed=3)")
     loader = DistributedDataLoader(_dataset(10), 4, shuffle=True, seed=3, num_replicas=2, rank=1)
     assert repr(loader) == "DistributedDataLoader(n=10, rank=1/2, batch_size=4, shuffle=True, seed=3, epoch=0)"
+
+
+def test_the_loaders_defaults_are_the_plain_loaders_and_its_epoch_drives_the_sampler():
+    plain, sharded = DataLoader(_dataset(6)), DistributedDataLoader(_dataset(6), seed=0, num_replicas=1, rank=0)
+    for key in ("batch_size", "shuffle", "drop_last"):
+        assert getattr(sharded, key) == getattr(plain, key), key
+    assert sharded.sampler.even and not sharded.sampler.drop_last
+    loader = DistributedDataLoader(_dataset(12), 2, shuffle=True, seed=6, num_replicas=2, rank=1)
+    assert loader.indices(3).tolist() == loader.sampler.indices(3).tolist()
+    loader.set_epoch(2)
+    assert loader.indices().tolist() == loader.sampler.indices(2).tolist() != loader.sampler.indices(0).tolist()
