@@ -83,19 +83,22 @@ def test_window_takes_pairs_and_pooling_strides_by_the_kernel():
 
 @pytest.mark.parametrize("arguments, message", [
     (((1, 3, 5), 3), r"op: expected a 4-D input of shape \(N, C, H, W\), got shape \(1, 3, 5\)"),
-    (((1, 1, 5, 5), (3, 3, 3)), "kernel_size must be an int or a pair of ints, got"),
-    (((1, 1, 5, 5), 3, 1, 0, (1, 2, 3)), "dilation must be an int or a pair"),
-    (((1, 1, 5, 5), 0), "kernel_size, stride and dilation must be >= 1 and padding >= 0"),
-    (((1, 1, 5, 5), (3, 0)), ">= 1 and padding >= 0"),
-    (((1, 1, 5, 5), 3, (1, 0)), ">= 1 and padding >= 0"),
-    (((1, 1, 5, 5), 3, 1, (0, -1)), ">= 1 and padding >= 0"),
-    (((1, 1, 5, 5), 3, 1, 0, (0, 1)), ">= 1 and padding >= 0"),
-    (((1, 1, 5, 5), 6), r"kernel \(6, 6\) \(spanning \(6, 6\)\) is larger than the padded input \(5, 5\)"),
-    (((1, 1, 5, 4), (2, 3), 1, 0, (1, 2)), r"spanning \(2, 5\)\) is larger than the padded input \(5, 4\)"),
-    (((1, 1, 4, 5), (3, 2), 1, 0, (2, 1)), r"spanning \(5, 2\)\) is larger than the padded input \(4, 5\)"),
+    (((1, 1, 5, 5), (3, 3, 3)), r"kernel_size must be an int or a pair of ints, got \(3, 3, 3\)"),
+    (((1, 1, 5, 5), 3, 1, 0, (1, 2, 3)), r"dilation must be an int or a pair of ints, got \(1, 2, 3\)"),
+    (((1, 1, 5, 5), 0), r"op: kernel_size, stride and dilation must be >= 1 and padding >= 0, got "   # stride =
+                        r"kernel_size=\(0, 0\), stride=\(0, 0\), padding=\(0, 0\), dilation=\(1, 1\)"),   # kernel
+    (((1, 1, 5, 5), (3, 0)), r"op: .* got kernel_size=\(3, 0\), stride=\(3, 0\), padding=\(0, 0\), dilation=\(1, 1\)"),
+    (((1, 1, 5, 5), 3, (1, 0)), r"op: .* got kernel_size=\(3, 3\), stride=\(1, 0\), padding=\(0, 0\), "
+                                r"dilation=\(1, 1\)"),
+    (((1, 1, 5, 5), 3, 1, (0, -1)), r"op: .* padding=\(0, -1\), dilation=\(1, 1\)"),
+    (((1, 1, 5, 5), 3, 1, 0, (0, 1)), r"op: .* padding=\(0, 0\), dilation=\(0, 1\)"),
+    (((1, 1, 5, 5), 6), r"op: kernel \(6, 6\) \(spanning \(6, 6\)\) is larger than the padded input \(5, 5\) "
+                        r"\(input \(5, 5\) with padding \(0, 0\)\)"),
+    (((1, 1, 5, 4), (2, 3), 1, 0, (1, 2)), r"op: .*spanning \(2, 5\)\) is larger than the padded input \(5, 4\) .*"),
+    (((1, 1, 4, 5), (3, 2), 1, 0, (2, 1)), r"op: .*spanning \(5, 2\)\) is larger than the padded input \(4, 5\) .*"),
 ])
 def test_bad_windows_are_refused_with_the_operation_named(arguments, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
         window("op", *arguments)
 
 
@@ -109,18 +112,24 @@ def test_the_largest_window_that_fits_is_accepted():
 
 
 @pytest.mark.parametrize("kernel, stride, padding, message", [
-    (0, 1, 0, "kernel_size and stride must be positive"),
-    (2, (1, 0), 0, "kernel_size and stride must be positive"),
-    (3, 1, (0, -1), "padding must be non-negative"),
-    (3, 1, (2, 1), "padding must be at most half the kernel size, got padding \\(2, 1\\)"),
-    ((3, 2), 1, (1, 2), "padding must be at most half the kernel size"),
+    (0, 1, 0, r"kernel_size and stride must be positive, got kernel_size \(0, 0\), stride \(1, 1\)"),
+    (2, (1, 0), 0, r"kernel_size and stride must be positive, got kernel_size \(2, 2\), stride \(1, 0\)"),
+    (3, 1, (0, -1), r"padding must be non-negative, got \(0, -1\)"),
+    (3, 1, (2, 1), r"padding must be at most half the kernel size, got padding \(2, 1\) for kernel_size \(3, 3\)"),
+    ((3, 2), 1, (1, 2), r"padding must be at most half the kernel size, got padding \(1, 2\) for kernel_size "
+                        r"\(3, 2\)"),
 ])
 def test_pooling_windows_follow_pytorchs_extra_rules(kernel, stride, padding, message):
-    with pytest.raises(ValueError, match="max_pool2d: " + message):
+    with pytest.raises(ValueError, match=f"^max_pool2d: {message}$"):
         window("max_pool2d", (1, 1, 8, 8), kernel, stride, padding, pooling=True)
     if "half" in message:   # a convolution may pad more than half its kernel
         window("conv2d", (1, 1, 8, 8), kernel, stride, padding)
 
 
-def test_pooling_accepts_padding_of_exactly_half_the_kernel():
+def test_the_smallest_valid_settings_are_accepted():
+    # padding of exactly half the kernel, along each axis (kernel 3 and 2, then 4 and 3)
     assert window("max_pool2d", (1, 1, 8, 8), (3, 2), 1, (1, 1), pooling=True).output == (8, 9)
+    assert window("max_pool2d", (1, 1, 8, 8), (4, 3), 1, (2, 1), pooling=True).output == (9, 8)
+    assert window("max_pool2d", (1, 1, 4, 5), 1, 1, pooling=True).output == (4, 5)      # a 1x1 pooling
+    assert window("conv2d", (1, 1, 4, 5), 1, 1, 0, 1).output == (4, 5)                  # a 1x1 convolution
+    assert Window((1, 1), (1, 1), (0, 0), (1, 1), (4, 5)).ceil_mode is False
