@@ -166,14 +166,16 @@ def test_key_clashes_name_the_key_and_where(tmp_path):
     assert not (tmp_path / "x.npz").exists()
 
 
-def test_a_checkpoint_gets_the_permissions_of_a_plain_file_and_the_umask_is_kept(tmp_path):
-    previous = os.umask(0o027)
+@pytest.mark.parametrize("umask, mode", [(0o027, 0o640), (0o022, 0o644), (0o000, 0o666)])
+def test_a_checkpoint_gets_the_permissions_of_a_plain_file_and_the_umask_is_kept(tmp_path, umask, mode):
+    """rw for whoever the umask lets read and write, never x: what open() would have created."""
+    previous = os.umask(umask)
     try:
         tinynet.save({"w": np.ones(2)}, tmp_path / "deep" / "er" / "c.npz")   # missing folders are made
-        assert os.umask(0o027) == 0o027                                        # save left the umask alone
+        assert os.umask(umask) == umask                                        # save left the umask alone
     finally:
         os.umask(previous)
-    assert (tmp_path / "deep" / "er" / "c.npz").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "deep" / "er" / "c.npz").stat().st_mode & 0o777 == mode
 
 
 def test_load_errors_name_the_file_and_say_what_is_wrong(tmp_path):
