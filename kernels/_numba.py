@@ -45,8 +45,8 @@ from tinynet import backend  # noqa: E402
 # ``last`` are its last two arguments), compiled with ``nogil=True``, and ``parallel_tasks``
 # hands consecutive ranges to a pool of Python threads.  Against ``parallel=True`` + ``prange``:
 #
-# * compiling costs about a third (no parfor passes, no gufunc wrapper): AlexNet's first training
-#   step compiled 13.3 CPU-s of kernels with prange, 4.2 without (benchmarks/README.md);
+# * compiling costs about a third (no parfor passes, no gufunc wrapper): the kernels of AlexNet's
+#   first training step took 13.3 CPU-s to compile with prange, 4.8 in this form (benchmarks/README.md);
 # * numba's threading layer (a second GNU OpenMP runtime beside PyTorch's, or TBB, or its
 #   workqueue) is never started, so nothing spins between kernels and nothing needs
 #   OMP_WAIT_POLICY: idle pool threads block on a condition variable;
