@@ -1,4 +1,4 @@
-"""The program that tests/test_distributed_mpi.py starts under ``mpiexec -n 2`` (and once without it).
+"""The program that tests/distributed/test_distributed_mpi.py starts under ``mpiexec -n 2`` (and once without it).
 
     python tests/distributed_worker.py SCENARIO OUT_DIR [options]
 

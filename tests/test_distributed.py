@@ -2,7 +2,7 @@
 the bucket/overlap bookkeeping of the gradient reducer (with a pretend second rank), the
 gradient-accumulation hook, and the GPU helpers on the CuPy stand-in.
 
-The runs under ``mpiexec -n 2`` are in tests/test_distributed_mpi.py.
+The runs under ``mpiexec -n 2`` are in tests/distributed/test_distributed_mpi.py.
 """
 import os
 import subprocess

@@ -62,7 +62,7 @@ Checking it
 :func:`measure_step_peak` runs real SGD steps on the CPU under ``tracemalloc``
 (NumPy reports its allocations to it) with im2col convolutions, and returns the
 peak bytes of the last step.  For a small CNN with LRN, max pooling and dropout
-(``tests/test_training_cost.py``) ``peak_bytes`` and the measured peak agree to
+(``tests/engine/test_training_cost.py``) ``peak_bytes`` and the measured peak agree to
 within 1% at batch 16, 64 and 256.  The model knows nothing of Python's own
 objects or of BLAS's internal buffers; for models whose layers it does not know
 (a residual block's addition, say) it sees only what ``summary`` reports.

@@ -24,7 +24,7 @@ import tinynet.models as models
 from tinynet.trace import trace
 from tinynet.trace.inputs import digit_input, photo_input
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PHOTO = ROOT.parent / "shared" / "data" / "catdog" / "train" / "cat.1.jpg"
 # the flags that keep headless Chromium off the (closed) network and quiet as root

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]   # tests/: the workers and helpers
 WORKER = HERE / "distributed_worker.py"
 
 

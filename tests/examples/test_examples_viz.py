@@ -15,7 +15,7 @@ from PIL import Image
 
 import tinynet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 CATDOG = ROOT.parent / "shared" / "data" / "catdog" / "train"
 

@@ -9,7 +9,7 @@ import pytest
 
 import tinynet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 from scripts import load_script
 from tinynet.data import DigitTransform, input_scaling
 

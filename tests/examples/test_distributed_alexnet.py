@@ -22,7 +22,7 @@ from PIL import Image
 
 import tinynet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "alexnet_catdog.py"
 # 36 photos: 24 training (3 global batches of 8, 4 per rank), 8 validation, 4 test
 QUICK = ["--model", "lenet5", "--model-option", "in_channels=3", "--image-size", "32", "--batch-size", "8",

@@ -8,7 +8,7 @@ import pytest
 
 import tinynet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 from tinynet.models.alexnet import AlexNet  # noqa: E402
 import tinynet.train.images as alexnet_catdog  # the command examples/alexnet_catdog.py runs
 

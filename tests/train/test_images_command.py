@@ -20,7 +20,7 @@ import tinynet
 from tinynet import nn
 from tinynet.data import train_val_split, train_val_test_split
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 import tinynet.train.images as alexnet_catdog  # the command examples/alexnet_catdog.py runs
 import tinynet.train.loop
 import tinynet.models as models

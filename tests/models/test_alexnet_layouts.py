@@ -12,7 +12,7 @@ import pytest
 
 import tinynet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 from tinynet.models.alexnet import AlexNet  # noqa: E402
 
 LAYOUTS = list(itertools.product(("after_pool", "before_pool"), ("torchvision", "paper")))

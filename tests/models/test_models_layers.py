@@ -1,6 +1,6 @@
 """The two joins of the model zoo through autograd: the residual add and channel concatenation.
 
-float64 gradchecks over hypothesis-drawn NCHW shapes (tests/test_ops_gradcheck.py covers small 2-D
+float64 gradchecks over hypothesis-drawn NCHW shapes (tests/engine/test_ops_gradcheck.py covers small 2-D
 concats and broadcasting adds; these cover what ResNet and GoogLeNet do: same-shape adds of image
 batches, a broadcast bias-like add, and concatenating two to four branches of different widths along
 the channels), PyTorch parity of values and gradients, and the shape errors.

@@ -88,7 +88,7 @@ def test_alexnet_is_in_the_registry():
     assert models.config_of(model)["options"] == {"groups": 2, "dropout_placement": "paper"}
 
 
-# AlexNet's paper-size test (its small-input step is in tests/test_alexnet_layouts.py): 227x227, batch 1
+# AlexNet's paper-size test (its small-input step is in tests/models/test_alexnet_layouts.py): 227x227, batch 1
 def test_alexnet_forward_backward_at_paper_input_size_227():
     from tinynet.nn import functional as F
     tinynet.manual_seed(0)
