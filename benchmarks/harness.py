@@ -32,13 +32,12 @@ STD = [0.229, 0.224, 0.225]
 def set_thread_environment(threads):
     """Before NumPy, numba and torch are imported: thread counts for their pools, nothing else.
 
-    Earlier versions also exported tinynet's OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4
-    here, which imposed tinynet's wait policy on PyTorch's OpenMP runtime (PyTorch ran 17.0 img/s
-    instead of 20.2 with its defaults, issue 13) and hid the cost of the user's import order.  Now
-    each framework runs with what it sets itself: tinynet applies its two settings at import, to
-    its own runtimes only, whatever was imported first (tinynet/_threads.py); PyTorch's libgomp
-    (its own copy, torch/lib) loads with OpenMP's default wait policy.  A value the user exported
-    before starting the benchmark is kept and shows in the report's environment line.
+    Each framework runs with what it sets itself: tinynet applies OPENBLAS_THREAD_TIMEOUT at
+    import, whatever was imported first (tinynet/_threads.py), and its kernels run on its own
+    threads; PyTorch's libgomp (its own copy, torch/lib) loads with OpenMP's defaults.  Exporting a
+    wait policy here would impose it on PyTorch (OMP_WAIT_POLICY=PASSIVE made PyTorch's AlexNet
+    step 17.0 img/s instead of 20.2, issue 13).  A value the user exported before starting the
+    benchmark is kept and shows in the report's environment line.
     """
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
