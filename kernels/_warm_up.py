@@ -27,11 +27,12 @@ How the two processes share the cache without racing:
   (name and features), so neither process can load a stale kernel or one built for another CPU.
 
 Where every kernel is in the cache already (the usual case after the first run), ``warm_up``
-starts no process.  Nor does it where the machine has no idle core (load average at or above the
-cores this process may use): the child's compiling then only takes CPU time from this process,
-which compiles each kernel at its first call instead (on a 2-core machine at load average 8, the
-README's training command reached its first step after 60 s with the child against 39 s without;
-benchmarks/README.md).  ``TINYNET_WARM_UP=0`` turns it off.
+starts no process.  Nor does it where no core is idle (load average above the usable cores less
+one): the child's compiling then only takes CPU time from this process, which compiles each
+kernel at its first call instead.  On a 2-core machine the README's training command reached its
+first step after 60-81 s with the child against 39-55 s without at load average 7-9, and after
+22-26 s against 16-22 s at load average 2-3 (benchmarks/README.md).  ``TINYNET_WARM_UP=0``
+turns it off.
 """
 import os
 import subprocess
@@ -215,10 +216,10 @@ _current = None
 
 
 def _cores_busy():
-    """True where the load average says no core is idle (Linux, macOS); False where unknown."""
+    """True where the load average leaves no core idle for the child (Linux, macOS); False where unknown."""
     try:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return os.getloadavg()[0] >= cores
+        return os.getloadavg()[0] > cores - 1
     except (AttributeError, OSError):
         return False
 
