@@ -201,8 +201,11 @@ def test_the_defaults_are_pytorchs():
         assert getattr(ours, key) == getattr(theirs, key), key
 
 
-@pytest.mark.parametrize("bad, message", [(dict(factor=1.0), "factor must be < 1"), (dict(mode="up"), "mode"),
-                                          (dict(threshold_mode="relative"), "threshold_mode")])
+@pytest.mark.parametrize("bad, message", [
+    (dict(factor=1.0), r"^ReduceLROnPlateau: factor must be < 1, got 1.0$"),
+    (dict(mode="up"), r"^ReduceLROnPlateau: mode must be 'min'/'max' and threshold_mode 'rel'/'abs'$"),
+    (dict(threshold_mode="relative"), r"^ReduceLROnPlateau: mode must be 'min'/'max' and threshold_mode 'rel'/'abs'$"),
+])
 def test_reduce_lr_on_plateau_refuses_bad_settings(bad, message):
     with pytest.raises(ValueError, match=message):
         optim.ReduceLROnPlateau(optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1), **bad)
