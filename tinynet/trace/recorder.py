@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import backend
 from ..function import enable_grad, recording_ops
+from ..summary import _first_tensor   # a layer's first tensor among its inputs or outputs, as summary reads it
 from ..tensor import Tensor
 
 __all__ = ["trace", "Trace", "LayerRecord", "Geometry"]
@@ -192,17 +193,6 @@ class Trace:
 
 
 # --------------------------------------------------------------------------- the pass
-def _first_tensor(value):
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
 def _keep(array, channels):
     """A NumPy copy of ``array``, its axis 1 cut to the first ``channels`` when it has rank >= 3."""
     array = backend.to_numpy(array)
