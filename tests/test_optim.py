@@ -345,3 +345,19 @@ def test_zero_momentum_keeps_no_state_and_zero_betas_are_allowed():
     optim.SGD([p], lr=0.0, momentum=0.0, weight_decay=0.0)     # zero is allowed everywhere
     optim.SGD([p], lr=0.1, momentum=0.5, nesterov=True)
     optim.Adam([p], lr=0.0, betas=(0.0, 0.0), eps=0.0)
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
+def test_is_better_is_pytorchs_on_a_grid(mode, threshold_mode):
+    """Values far from 1, where a relative and an absolute threshold of 0.25 draw different limits."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    ours = optim.ReduceLROnPlateau(optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0), mode=mode,
+                                   threshold_mode=threshold_mode, threshold=0.25)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), mode=mode, threshold_mode=threshold_mode,
+        threshold=0.25)
+    grid = [0.5, 2.0, 2.4, 2.6, 3.0, 3.4, 3.6, 4.0]
+    verdicts = [[ours.is_better(value, best) for value in grid] for best in grid]
+    assert verdicts == [[theirs.is_better(value, best) for value in grid] for best in grid]
+    assert any(row.count(True) not in (0, len(grid)) for row in verdicts)
