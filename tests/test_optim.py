@@ -349,15 +349,23 @@ def test_zero_momentum_keeps_no_state_and_zero_betas_are_allowed():
 
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
-def test_is_better_is_pytorchs_on_a_grid(mode, threshold_mode):
-    """Values far from 1, where a relative and an absolute threshold of 0.25 draw different limits."""
+def test_what_counts_as_an_improvement_is_pytorchs_far_from_1(mode, threshold_mode):
+    """A step to ``value`` after ``best``, on a grid far from 1, where a relative and an absolute threshold
+    of 0.25 draw different limits (near 1 they agree)."""
     torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
-    ours = optim.ReduceLROnPlateau(optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0), mode=mode,
-                                   threshold_mode=threshold_mode, threshold=0.25)
-    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), mode=mode, threshold_mode=threshold_mode,
-        threshold=0.25)
     grid = [0.5, 2.0, 2.4, 2.6, 3.0, 3.4, 3.6, 4.0]
-    verdicts = [[ours.is_better(value, best) for value in grid] for best in grid]
-    assert verdicts == [[theirs.is_better(value, best) for value in grid] for best in grid]
-    assert any(row.count(True) not in (0, len(grid)) for row in verdicts)
+
+    def improved(make, best, value):
+        scheduler = make()
+        scheduler.step(best)       # the first value always becomes the best
+        scheduler.step(value)
+        return scheduler.num_bad_epochs == 0
+
+    settings = dict(mode=mode, threshold_mode=threshold_mode, threshold=0.25)
+    ours = [[improved(lambda: optim.ReduceLROnPlateau(optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0), **settings),
+                      best, value) for value in grid] for best in grid]
+    theirs = [[improved(lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), **settings), best, value)
+        for value in grid] for best in grid]
+    assert ours == theirs
+    assert sum(map(sum, ours)) not in (0, len(grid) ** 2)
