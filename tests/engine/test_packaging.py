@@ -150,5 +150,5 @@ def test_runs_where_cupy_is_absent():
     assert result.stdout.strip() == "False"
 
 
-# The thread defaults (OPENBLAS_THREAD_TIMEOUT, OMP_WAIT_POLICY) in every import order:
-# tests/test_import_order.py.
+# The thread default (OPENBLAS_THREAD_TIMEOUT) in every import order:
+# tests/engine/test_import_order.py.
