@@ -1,4 +1,4 @@
-"""The program tests/test_keyed_augmentation.py starts under ``mpiexec -n N`` (and without it).
+"""The program tests/data/test_keyed_augmentation.py starts under ``mpiexec -n N`` (and without it).
 
     python tests/keyed_augmentation_worker.py DATA OUT --batch GLOBAL [--epochs E] [--workers W]
                                               [--save-after STEPS] [--resume CHECKPOINT]

@@ -8,7 +8,6 @@ Each test starts tests/distributed_worker.py with mpiexec; the test extra instal
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,18 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mpi import mpiexec
+
 HERE = Path(__file__).resolve().parents[1]   # tests/: the workers and helpers
 WORKER = HERE / "distributed_worker.py"
-
-
-def _mpiexec():
-    # the mpich wheel installs mpiexec next to the interpreter, which need not be on PATH
-    found = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable),
-                                                           os.environ.get("PATH", "")]))
-    if found is None:
-        pytest.fail("mpiexec not found: install the test extra (pip install -e \".[test]\"), which brings the "
-                    "mpich wheel and mpi4py")
-    return found
 
 
 def _run(args, ranks=2, timeout=120, env_extra=None):
@@ -37,7 +28,7 @@ def _run(args, ranks=2, timeout=120, env_extra=None):
     # one thread per rank: two ranks with two threads each would fight over the 2 cores
     env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
     env.update(env_extra or {})
-    command = ([_mpiexec(), "-n", str(ranks)] if ranks else []) + [sys.executable, str(WORKER)] + list(args)
+    command = ([mpiexec(), "-n", str(ranks)] if ranks else []) + [sys.executable, str(WORKER)] + list(args)
     started = time.monotonic()
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     return result, time.monotonic() - started

@@ -11,7 +11,6 @@ of ranks); LeNet has no dropout.
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from PIL import Image
 
 import tinynet
+from mpi import mpiexec
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "alexnet_catdog.py"
@@ -48,10 +48,7 @@ def _run(arguments, ranks):
     env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
     command = [sys.executable, str(SCRIPT)] + arguments
     if ranks > 1:
-        mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable),
-                                                                 os.environ.get("PATH", "")]))
-        assert mpiexec, "mpiexec not found: install the test extra (it brings the mpich wheel)"
-        command = [mpiexec, "-n", str(ranks)] + command
+        command = [mpiexec(), "-n", str(ranks)] + command
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result

@@ -134,7 +134,7 @@ class DistributedDataLoader(DataLoader):
     and the j-th sample of every rank gets the same mask; a checkpoint that stores rank 0's
     generator state makes them equal again on resume.  Reseed each rank's generator with a
     seed of its own after the model is built (and after a resume) for independent masks.
-    With dropout off, N ranks take the steps of one process (tests/test_keyed_augmentation.py).
+    With dropout off, N ranks take the steps of one process (tests/data/test_keyed_augmentation.py).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, num_replicas=None,

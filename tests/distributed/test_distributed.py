@@ -22,7 +22,7 @@ from tinynet.distributed.ddp import DistributedDataParallel, GradientReducer, as
 from tinynet.distributed.runtime import ProcessGroup, launched_by_mpi
 from tinynet.nn import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------- single-process fallback

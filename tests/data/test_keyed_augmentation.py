@@ -7,7 +7,6 @@ are noise JPEGs (tests/keyed_augmentation_worker.write_jpegs): no two windows of
 crop one pixel off, a flip drawn for another sample or another colour offset changes the pixels.
 """
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,11 +16,12 @@ import numpy as np
 import pytest
 
 import tinynet
+from mpi import mpiexec
 from tinynet.data import DataLoader, DistributedDataLoader, sample_rng
 
 from keyed_augmentation_worker import training_set, write_jpegs
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]   # tests/: the workers and helpers
 WORKER = HERE / "keyed_augmentation_worker.py"
 SEED = 3
 GLOBAL_BATCH = 6      # 18 training photos: 3 global batches per epoch
@@ -158,22 +158,12 @@ def test_set_epoch_keeps_a_restored_position_and_restarts_any_other_epoch(datase
 
 
 # ---------------------------------------------------------------------- under mpiexec
-def _mpiexec():
-    # the mpich wheel installs mpiexec next to the interpreter, which need not be on PATH
-    found = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable),
-                                                           os.environ.get("PATH", "")]))
-    if found is None:
-        pytest.fail("mpiexec not found: install the test extra (pip install -e \".[test]\"), which brings the "
-                    "mpich wheel and mpi4py")
-    return found
-
-
 def _train(photos, out, ranks, *options, checkpoint="last.npz"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
     env.pop("PYTHONPATH", None)
     # one thread per rank: two ranks with two threads each would fight over the 2 cores
     env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
-    command = ([_mpiexec(), "-n", str(ranks)] if ranks > 1 else []) + [
+    command = ([mpiexec(), "-n", str(ranks)] if ranks > 1 else []) + [
         sys.executable, str(WORKER), str(photos), str(out), "--batch", str(GLOBAL_BATCH)] + list(options)
     os.makedirs(out, exist_ok=True)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

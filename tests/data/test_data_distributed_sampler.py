@@ -1,5 +1,5 @@
 """DistributedSampler and DistributedDataLoader: the arguments, sizes and state that the sharding tests
-of tests/test_distributed.py (every sample once, PyTorch's shards, N ranks = one big batch) take for
+of tests/distributed/test_distributed.py (every sample once, PyTorch's shards, N ranks = one big batch) take for
 granted."""
 import numpy as np
 import pytest

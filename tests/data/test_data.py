@@ -14,7 +14,7 @@ from tinynet.data import (ArrayDataset, DataLoader, ImageFolder, NoImagesError, 
                           stratified_subset, train_val_split)
 from tinynet.data import transforms as T
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REAL = os.path.join(REPO, "..", "shared", "data", "catdog", "train")
 needs_real = pytest.mark.skipif(not os.path.isdir(REAL),
                                 reason=f"real Dogs-vs-Cats sample not found at {REAL}")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import tinynet
 from tinynet.data import MNIST, DataLoader, IDXError, MNISTNotFoundError, load_mnist, read_idx
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 
 IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
                   np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
