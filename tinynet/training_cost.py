@@ -312,7 +312,9 @@ def measure_step_peak(model, input_shape, batch_size, lr=0.01, momentum=0.9, ste
     last step is returned -- it includes everything alive at that moment: parameters,
     gradients, momentum, the batch, the activations and the convolution's scratch buffers.
     Convolutions run as im2col + GEMM during the measurement (the algorithm ``training_cost``
-    models); the previous choice is restored afterwards.
+    models), and the CPU kernels on one thread: on several, the temporaries of their task ranges
+    overlap as the scheduler happens to run them, and the peak would change from run to run.  The
+    previous settings are restored afterwards.
     """
     import copy
     import gc
@@ -352,6 +354,8 @@ def measure_step_peak(model, input_shape, batch_size, lr=0.01, momentum=0.9, ste
             del scores, loss
 
     previous = conv2d_kernels.set_algorithm("im2col")
+    previous_threads = backend.get_num_threads()
+    backend.set_num_threads(1)
     was_training = model.training
     try:
         manual_seed(seed)
@@ -367,4 +371,5 @@ def measure_step_peak(model, input_shape, batch_size, lr=0.01, momentum=0.9, ste
             tracemalloc.stop()
     finally:
         conv2d_kernels.set_algorithm(previous)
+        backend.set_num_threads(previous_threads)
         model.train(was_training)
