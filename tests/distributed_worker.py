@@ -25,9 +25,7 @@ import time
 if "--gpu" in sys.argv:   # the GPU kernels run under numba's CUDA simulator (see tests/conftest.py)
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))   # the source checkout's tinynet
-sys.path.insert(0, HERE)                    # fake_cupy
+# started by the tests with this checkout first on PYTHONPATH (tests/mpi.py); fake_cupy is a sibling
 
 import numpy as np  # noqa: E402
 

@@ -13,10 +13,8 @@ processes this run has.
 """
 import argparse
 import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))   # the source checkout's tinynet
+# started by the tests with this checkout first on PYTHONPATH (tests/mpi.py)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import tinynet
-from mpi import mpiexec
+from mpi import mpiexec, worker_environment
 from tinynet.data import DataLoader, DistributedDataLoader, sample_rng
 
 from keyed_augmentation_worker import training_set, write_jpegs
@@ -159,10 +159,7 @@ def test_set_epoch_keeps_a_restored_position_and_restarts_any_other_epoch(datase
 
 # ---------------------------------------------------------------------- under mpiexec
 def _train(photos, out, ranks, *options, checkpoint="last.npz"):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
-    env.pop("PYTHONPATH", None)
-    # one thread per rank: two ranks with two threads each would fight over the 2 cores
-    env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
+    env = worker_environment()
     command = ([mpiexec(), "-n", str(ranks)] if ranks > 1 else []) + [
         sys.executable, str(WORKER), str(photos), str(out), "--batch", str(GLOBAL_BATCH)] + list(options)
     os.makedirs(out, exist_ok=True)

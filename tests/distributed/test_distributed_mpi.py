@@ -6,7 +6,6 @@ slow but answer in time (no abort).
 Each test starts tests/distributed_worker.py with mpiexec; the test extra installs both
 (``pip install -e ".[test]"``).
 """
-import os
 import re
 import subprocess
 import sys
@@ -16,18 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpi import mpiexec
+from mpi import mpiexec, worker_environment
 
 HERE = Path(__file__).resolve().parents[1]   # tests/: the workers and helpers
 WORKER = HERE / "distributed_worker.py"
 
 
 def _run(args, ranks=2, timeout=120, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
-    env.pop("PYTHONPATH", None)
-    # one thread per rank: two ranks with two threads each would fight over the 2 cores
-    env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
-    env.update(env_extra or {})
+    env = worker_environment(env_extra)
     command = ([mpiexec(), "-n", str(ranks)] if ranks else []) + [sys.executable, str(WORKER)] + list(args)
     started = time.monotonic()
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
