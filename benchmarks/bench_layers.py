@@ -4,9 +4,8 @@ A section of ``python benchmarks/run.py`` (``--only layers``).
 """
 from __future__ import annotations
 
-import time
 
-from harness import LAYERS, _alternate, _median
+from harness import LAYERS, _median, time_fwd_bwd
 
 
 # ====================================================================== per-layer timings
@@ -33,8 +32,6 @@ def _named_layer(model, name):
 
 def bench_layers(args, tiny_model, torch_model, table, results):
     import numpy as np
-    import tinynet
-    import torch
 
     shapes = layer_input_shapes(torch_model, args.layer_batch, args.size)
     rng = np.random.default_rng(1)
@@ -47,38 +44,7 @@ def bench_layers(args, tiny_model, torch_model, table, results):
         needs_input_grad = name != "conv1"
         tiny_layer = _named_layer(tiny_model, name)
         torch_layer = _named_layer(torch_model, name)
-        tiny_params = list(tiny_layer.parameters())
-        torch_params = list(torch_layer.parameters())
-        with torch.no_grad():
-            out_shape = tuple(torch_layer(torch.from_numpy(x)).shape)
-        dy = rng.standard_normal(out_shape).astype(np.float32)
-        dy_torch = torch.from_numpy(dy)
-
-        def run_tiny():
-            for p in tiny_params:
-                p.grad = None
-            xt = tinynet.Tensor(x, requires_grad=needs_input_grad)
-            t0 = time.perf_counter()
-            y = tiny_layer(xt)
-            t1 = time.perf_counter()
-            y.backward(dy)
-            t2 = time.perf_counter()
-            return {"fwd": t1 - t0, "bwd": t2 - t1}
-
-        def run_torch():
-            for p in torch_params:
-                p.grad = None
-            xt = torch.from_numpy(x).requires_grad_(needs_input_grad)
-            t0 = time.perf_counter()
-            y = torch_layer(xt)
-            t1 = time.perf_counter()
-            y.backward(dy_torch)
-            t2 = time.perf_counter()
-            return {"fwd": t1 - t0, "bwd": t2 - t1}
-
-        tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
-        tiny["fwd+bwd"] = [f + b for f, b in zip(tiny["fwd"], tiny["bwd"])]
-        ref["fwd+bwd"] = [f + b for f, b in zip(ref["fwd"], ref["bwd"])]
+        tiny, ref = time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps)
         results["layers"][name] = {"input_shape": shape, "tinynet_s": tiny, "torch_s": ref}
         # issue 13: conv1 >= 1.0x; the other layers keep the earlier rounds' bounds
         bound = 1.0 if name.startswith(("pool", "norm")) or name == "conv1" else 0.8

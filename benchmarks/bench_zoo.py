@@ -7,49 +7,12 @@ from __future__ import annotations
 import gc
 import time
 
-from harness import _alternate, _median
+from harness import _alternate, _median, time_fwd_bwd
 
 
 # ====================================================================== the model zoo
 ZOO = ["resnet18", "resnet50", "vgg16"]
 ZOO_TARGETS = {"resnet18": 1.2, "resnet50": 1.2, "vgg16": 1.5}
-
-
-def _time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps, seed=4):
-    """Forward and backward (``y.backward(dy)``) of one layer in each framework, alternating."""
-    import numpy as np
-    import tinynet
-    import torch
-    tiny_params, torch_params = list(tiny_layer.parameters()), list(torch_layer.parameters())
-    with torch.no_grad():
-        out_shape = tuple(torch_layer(torch.from_numpy(x)).shape)
-    dy = np.random.default_rng(seed).standard_normal(out_shape).astype(np.float32)
-    dy_torch = torch.from_numpy(dy)
-
-    def run_tiny():
-        for p in tiny_params:
-            p.grad = None
-        xt = tinynet.Tensor(x, requires_grad=needs_input_grad)
-        t0 = time.perf_counter()
-        y = tiny_layer(xt)
-        t1 = time.perf_counter()
-        y.backward(dy)
-        return {"fwd": t1 - t0, "bwd": time.perf_counter() - t1}
-
-    def run_torch():
-        for p in torch_params:
-            p.grad = None
-        xt = torch.from_numpy(x).requires_grad_(needs_input_grad)
-        t0 = time.perf_counter()
-        y = torch_layer(xt)
-        t1 = time.perf_counter()
-        y.backward(dy_torch)
-        return {"fwd": t1 - t0, "bwd": time.perf_counter() - t1}
-
-    tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
-    for samples in (tiny, ref):
-        samples["fwd+bwd"] = [f + b for f, b in zip(samples["fwd"], samples["bwd"])]
-    return tiny, ref
 
 
 def zoo_layer_cases(batch, size):
@@ -144,7 +107,7 @@ def bench_zoo(args, table, results, headlines):
     for label, tiny_layer, torch_layer, shape, needs_input_grad, target in zoo_layer_cases(batch, size):
         _copy_into_torch(tiny_layer, torch_layer)
         x = rng.standard_normal(shape).astype(np.float32)
-        tiny, ref = _time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps)
+        tiny, ref = time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps)
         results["zoo"]["layers"][label] = {"input_shape": shape, "tinynet_s": tiny, "torch_s": ref}
         t, r = _median(tiny["fwd+bwd"]) * 1e3, _median(ref["fwd+bwd"]) * 1e3
         table.add(f"{label} fwd+bwd [{'x'.join(map(str, shape))}]", "ms", t, r, r / t,

@@ -376,3 +376,40 @@ class Table:
             out.append(f"| {r['name']}{note} | {r['unit']} | {self._fmt(r['tinynet'])} | "
                        f"{self._fmt(r['torch'])} | {self._fmt(r['ratio'])} | {target} |")
         return out
+
+
+def time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps, seed=4):
+    """Forward and backward (``y.backward(dy)``) of one layer in each framework, alternating."""
+    import numpy as np
+    import tinynet
+    import torch
+    tiny_params, torch_params = list(tiny_layer.parameters()), list(torch_layer.parameters())
+    with torch.no_grad():
+        out_shape = tuple(torch_layer(torch.from_numpy(x)).shape)
+    dy = np.random.default_rng(seed).standard_normal(out_shape).astype(np.float32)
+    dy_torch = torch.from_numpy(dy)
+
+    def run_tiny():
+        for p in tiny_params:
+            p.grad = None
+        xt = tinynet.Tensor(x, requires_grad=needs_input_grad)
+        t0 = time.perf_counter()
+        y = tiny_layer(xt)
+        t1 = time.perf_counter()
+        y.backward(dy)
+        return {"fwd": t1 - t0, "bwd": time.perf_counter() - t1}
+
+    def run_torch():
+        for p in torch_params:
+            p.grad = None
+        xt = torch.from_numpy(x).requires_grad_(needs_input_grad)
+        t0 = time.perf_counter()
+        y = torch_layer(xt)
+        t1 = time.perf_counter()
+        y.backward(dy_torch)
+        return {"fwd": t1 - t0, "bwd": time.perf_counter() - t1}
+
+    tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
+    for samples in (tiny, ref):
+        samples["fwd+bwd"] = [f + b for f, b in zip(samples["fwd"], samples["bwd"])]
+    return tiny, ref
