@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import time
 
-from harness import _alternate, _median, time_fwd_bwd
+from harness import _alternate, _median, time_fwd_bwd, twin_difference
 
 
 # ====================================================================== the model zoo
@@ -62,16 +62,7 @@ def bench_zoo(args, table, results, headlines):
         tiny_model = models.create(name, num_classes=args.classes)
         torch_model = torch_zoo.create(name, args.classes)
         _copy_into_torch(tiny_model, torch_model)
-        x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
-        tiny_model.eval()
-        torch_model.eval()
-        with tinynet.no_grad():
-            a = tiny_model(tinynet.tensor(x)).numpy()
-        with torch.no_grad():
-            b = torch_model(torch.from_numpy(x)).numpy()
-        check = float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
-        tiny_model.train()
-        torch_model.train()
+        check = twin_difference(tiny_model, torch_model, rng.standard_normal((2, 3, size, size)).astype(np.float32))
         tiny_opt = tinynet.optim.SGD(tiny_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
         torch_opt = torch.optim.SGD(torch_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
         x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)

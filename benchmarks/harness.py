@@ -292,19 +292,26 @@ def build_models(classes, size, seed=0):
     tiny_model = AlexNet(num_classes=classes)
     tiny_model.load_state_dict({k: v.detach().numpy() for k, v in torch_model.state_dict().items()})
 
-    # the same function? (eval mode: no dropout)
-    import tinynet
     x = np.random.default_rng(seed).standard_normal((2, 3, size, size)).astype(np.float32)
+    return tiny_model, torch_model, twin_difference(tiny_model, torch_model, x)
+
+
+def twin_difference(tiny_model, torch_model, x):
+    """Largest difference of the two models' outputs on ``x``, relative to torch's largest output, in
+    eval mode (no dropout, running statistics): are the twins the same function?  Both are left in
+    training mode."""
+    import numpy as np
+    import tinynet
+    import torch
     tiny_model.eval()
     torch_model.eval()
     with tinynet.no_grad():
         a = tiny_model(tinynet.tensor(x)).numpy()
     with torch.no_grad():
         b = torch_model(torch.from_numpy(x)).numpy()
-    check = float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
     tiny_model.train()
     torch_model.train()
-    return tiny_model, torch_model, check
+    return float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
 
 
 # ====================================================================== timing helpers
