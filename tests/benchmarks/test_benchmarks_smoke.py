@@ -98,3 +98,28 @@ def test_separate_processes_smoke(tmp_path):
     for row in report["table"]:
         assert row["tinynet_img_s"] > 0 and row["torch_img_s"] > 0
         assert abs(row["ratio"] - row["tinynet_img_s"] / row["torch_img_s"]) < 1e-9
+
+
+def test_gflops_counts_the_direct_work_of_alexnet(tmp_path):
+    """benchmarks/gflops.py: forward, weight gradient and input gradient of every conv and linear
+    layer at 2 FLOP per direct multiply-add, and conv1 without an input gradient; every leaf layer
+    in the per-layer table."""
+    report = tmp_path / "gflops.json"
+    out = _run(["benchmarks/gflops.py", "--smoke", "--models", "alexnet,resnet18", "--json", str(report)])
+    assert "sgemm peak through NumPy" in out and "% of the GEMM peak" in out
+    networks = {n["model"]: n for n in json.loads(report.read_text())["networks"]}
+    # AlexNet at 67 px: conv1 15x15 out, pool1 7, conv2 7 (pad 2), pool2 3, conv3-5 3x3, the adaptive
+    # pool brings 6x6x256 = 9216 to fc6 (the registry's AlexNet: one group per layer)
+    conv1 = 15 * 15 * 96 * 3 * 11 * 11
+    others = (7 * 7 * 256 * 96 * 5 * 5 + 3 * 3 * 384 * 256 * 9 + 3 * 3 * 384 * 384 * 9
+              + 3 * 3 * 256 * 384 * 9 + 9216 * 4096 + 4096 * 4096 + 4096 * 10)
+    batch = networks["alexnet"]["batch"]
+    assert networks["alexnet"]["direct_flops"] == 2 * batch * (2 * conv1 + 3 * others)
+    layers = {name for entry in networks["alexnet"]["layers"] for name in entry["names"]}
+    assert {"features.conv1", "features.norm1", "features.pool5", "classifier.fc8"} <= layers
+    first = [e for e in networks["alexnet"]["layers"] if e["names"] == ["features.conv1"]][0]
+    assert first["input_grad"] is False and first["flops"] == 2 * batch * 2 * conv1
+    resnet = networks["resnet18"]
+    blocks = [e for e in resnet["layers"] if "layer1.0.conv1" in e["names"]][0]
+    assert len(blocks["names"]) == 4        # layer1's four 3x3 64->64 convolutions share one timing
+    assert resnet["gflop_s"] == resnet["direct_flops"] / resnet["step_s"] / 1e9
