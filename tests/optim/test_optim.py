@@ -1,6 +1,9 @@
 """SGD and Adam against PyTorch's update rules on the same numbers; LR schedules."""
+import re
+
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
 
 import tinynet
 from tinynet import nn, optim
@@ -228,6 +231,7 @@ def test_step_lr_matches_torch_for_two_groups():
 
 @pytest.mark.parametrize("make, step", [
     (lambda o: optim.StepLR(o, step_size=2, gamma=0.1), lambda s, k: s.step()),
+    (lambda o: optim.CosineAnnealingLR(o, epochs=8, warmup_epochs=2, min_lr=0.01), lambda s, k: s.step()),
     (lambda o: optim.ReduceLROnPlateau(o, mode="max", factor=0.5, patience=1, cooldown=1),
      lambda s, k: s.step([0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7][k])),
 ])
@@ -248,7 +252,7 @@ def test_a_schedule_restored_from_its_state_dict_continues_like_the_uninterrupte
     saved = tinynet.load(tmp_path / "last.npz")
     resumed = make(optim.SGD([nn.Parameter(np.zeros(1))], lr=saved["lr"]))
     resumed.load_state_dict(saved["scheduler"])
-    if isinstance(resumed, optim.StepLR):
+    if isinstance(resumed, (optim.StepLR, optim.CosineAnnealingLR)):
         assert resumed.base_lrs == [0.1]    # the initial rate, not the rate the optimizer was rebuilt with
     for k in range(3, 10):
         step(resumed, k)
@@ -369,3 +373,64 @@ def test_what_counts_as_an_improvement_is_pytorchs_far_from_1(mode, threshold_mo
         for value in grid] for best in grid]
     assert ours == theirs
     assert sum(map(sum, ours)) not in (0, len(grid) ** 2)
+
+
+# ---------------------------------------------------------------------- warm-up and cosine
+def test_cosine_schedule_follows_its_formula_and_resumes():
+    model = nn.Linear(2, 2)
+    optimizer = optim.SGD(model.parameters(), lr=0.4)
+    schedule = optim.CosineAnnealingLR(optimizer, epochs=6, warmup_epochs=2, min_lr=0.1)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(5):
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    cosine = [0.1 + 0.3 * 0.5 * (1 + np.cos(np.pi * t / 4)) for t in range(4)]
+    assert rates == pytest.approx([0.4 / 3, 0.8 / 3] + cosine)
+    again = optim.CosineAnnealingLR(optim.SGD(model.parameters(), lr=0.4), epochs=6, warmup_epochs=2, min_lr=0.1)
+    again.load_state_dict(schedule.state_dict())
+    assert again.get_last_lr() == schedule.get_last_lr()
+    assert optim.CosineAnnealingLR.steps_on_metric is False and optim.ReduceLROnPlateau.steps_on_metric is True
+
+
+@settings(max_examples=25, deadline=None)
+@given(epochs=st.integers(1, 40), warmup=st.integers(0, 39), min_lr=st.sampled_from([0.0, 1e-3, 0.05]),
+       base=st.lists(st.floats(0.06, 1.0), min_size=1, max_size=3))
+def test_cosine_with_warm_up_matches_torchs_linear_then_cosine_schedule(epochs, warmup, min_lr, base):
+    """PyTorch spells the same schedule LinearLR(1/(W+1) -> 1 over W epochs), then
+    CosineAnnealingLR(T_max=E-W, eta_min); every group's rate at every epoch, and the rate stays at
+    min_lr past the last epoch (where torch's cosine would climb again)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install the [oracle] extra")
+    assume(warmup < epochs)
+    ours_opt = optim.SGD([{"params": [nn.Parameter(np.zeros(1))], "lr": lr} for lr in base], lr=base[0])
+    ours = optim.CosineAnnealingLR(ours_opt, epochs=epochs, warmup_epochs=warmup, min_lr=min_lr)
+    theirs_opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in base],
+                                 lr=base[0])
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(theirs_opt, T_max=epochs - warmup, eta_min=min_lr)
+    if warmup:
+        linear = torch.optim.lr_scheduler.LinearLR(theirs_opt, 1 / (warmup + 1), 1.0, total_iters=warmup)
+        theirs = torch.optim.lr_scheduler.SequentialLR(theirs_opt, [linear, cosine], milestones=[warmup])
+    else:
+        theirs = cosine
+    for epoch in range(epochs):
+        expected = [g["lr"] for g in theirs_opt.param_groups]
+        assert [g["lr"] for g in ours_opt.param_groups] == pytest.approx(expected, rel=1e-12, abs=1e-15), epoch
+        assert ours.get_last_lr() == [g["lr"] for g in ours_opt.param_groups]
+        ours.step()
+        theirs_opt.step()
+        theirs.step()
+    for _ in range(3):
+        assert ours.get_last_lr() == pytest.approx([min_lr] * len(base), rel=1e-12, abs=1e-15)
+        ours.step()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epochs=3, warmup_epochs=3), "0 <= warmup_epochs < epochs, got epochs=3, warmup_epochs=3"),
+    (dict(epochs=0), "epochs >= 1"),
+    (dict(epochs=5, warmup_epochs=-1), "warmup_epochs=-1"),
+    (dict(epochs=5, min_lr=-0.1), "min_lr must be >= 0, got -0.1"),
+])
+def test_cosine_refuses_bad_settings(kwargs, message):
+    optimizer = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        optim.CosineAnnealingLR(optimizer, **kwargs)
+    assert optimizer.param_groups[0]["lr"] == 0.1          # a refused schedule leaves the rate alone

@@ -131,21 +131,3 @@ def test_a_registry_model_checkpoint_rebuilds_the_network(tmp_path):
     assert type(again) is type(model)
     for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters()):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
-
-
-def test_cosine_schedule_follows_its_formula_and_resumes():
-    model = nn.Linear(2, 2)
-    optimizer = optim.SGD(model.parameters(), lr=0.4)
-    schedule = optim.CosineAnnealingLR(optimizer, epochs=6, warmup_epochs=2, min_lr=0.1)
-    rates = [optimizer.param_groups[0]["lr"]]
-    for _ in range(5):
-        schedule.step()
-        rates.append(optimizer.param_groups[0]["lr"])
-    cosine = [0.1 + 0.3 * 0.5 * (1 + np.cos(np.pi * t / 4)) for t in range(4)]
-    assert rates == pytest.approx([0.4 / 3, 0.8 / 3] + cosine)
-    again = optim.CosineAnnealingLR(optim.SGD(model.parameters(), lr=0.4), epochs=6, warmup_epochs=2, min_lr=0.1)
-    again.load_state_dict(schedule.state_dict())
-    assert again.get_last_lr() == schedule.get_last_lr()
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        optim.CosineAnnealingLR(optimizer, epochs=3, warmup_epochs=3)
-    assert optim.CosineAnnealingLR.steps_on_metric is False and optim.ReduceLROnPlateau.steps_on_metric is True
