@@ -83,10 +83,17 @@ def transformed_shapes(x_shape, weight_shape, stride, padding):
             (out_channels, channels_per_group * sh * sw, ka, kb))
 
 
+#: below this many Winograd tiles of the rewritten convolution im2col was as fast or faster: conv1's
+#: forward at batch 1-4 (227 px, 196-784 tiles) and 8 (128 px, 800 tiles), its forward + backward at
+#: 128 px batch 16 (1,600 tiles) even; from 1,568 tiles at 227 px and 3,200 at 128 px the rewriting
+#: was 7-12 % faster (timings: benchmarks/README.md, "Measurements behind the design")
+MIN_TILES = 1024
+
+
 def supports(x_shape, weight_shape, stride, padding, dilation, groups):
     """True for a strided, undilated convolution whose stride-1 form Winograd takes and that pays:
     a square kernel of ceil(k/s) = 3..5 taps, >= 16 channels per group after the rewriting, and
-    Winograd's other conditions (``conv2d_winograd.supports``)."""
+    Winograd's other conditions (``conv2d_winograd.supports``) with at least ``MIN_TILES`` tiles."""
     if tuple(stride) == (1, 1) or tuple(dilation) != (1, 1):
         return False
     # Measured (benchmarks/README.md): the rewriting pays when the stride-1 form still has 3x3 or
@@ -99,7 +106,8 @@ def supports(x_shape, weight_shape, stride, padding, dilation, groups):
     x_shape_s2d, weight_shape_s2d = transformed_shapes(x_shape, weight_shape, stride, padding)
     if min(x_shape_s2d[2:]) < weight_shape_s2d[2]:
         return False
-    return conv2d_winograd.supports(x_shape_s2d, weight_shape_s2d, (1, 1), (0, 0), (1, 1), groups)
+    return conv2d_winograd.supports(x_shape_s2d, weight_shape_s2d, (1, 1), (0, 0), (1, 1), groups,
+                                    min_tiles=MIN_TILES)
 
 
 # ------------------------------------------------------------------ the rearrangements

@@ -349,10 +349,10 @@ MIN_CHANNELS = 16
 MIN_TILES = 128
 
 
-def supports(x_shape, weight_shape, stride, padding, dilation, groups):
+def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles=MIN_TILES):
     """True where F(m, r) applies and pays: square r x r kernel (r = 2..5), stride 1, dilation 1,
     padding < r, at least ``MIN_CHANNELS`` input and output channels per group and
-    ``MIN_TILES`` output tiles in the batch."""
+    ``min_tiles`` output tiles in the batch."""
     batch, channels, height, width = x_shape
     out_channels, _, kh, kw = weight_shape
     if not (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
@@ -361,7 +361,7 @@ def supports(x_shape, weight_shape, stride, padding, dilation, groups):
         return False
     out_h, out_w = height + 2 * padding[0] - kh + 1, width + 2 * padding[1] - kw + 1
     m = choose_tile(kh, out_h, out_w)
-    return batch * (-(-out_h // m)) * (-(-out_w // m)) >= MIN_TILES
+    return batch * (-(-out_h // m)) * (-(-out_w // m)) >= min_tiles
 
 
 def choose_tile(kernel_size, out_h, out_w):

@@ -92,11 +92,25 @@ def test_alexnet_conv1_becomes_a_3x3_convolution_on_48_channels():
     assert not s2d.supports((64, 3, 227, 227), (96, 3, 11, 11), (4, 4), (0, 0), (2, 2), 1)   # dilated
 
 
+@pytest.mark.parametrize("batch, size, rewritten", [
+    (1, 227, False), (4, 227, False), (8, 227, True), (64, 227, True),      # 196, 784, 1568 tiles
+    (8, 128, False), (16, 128, True), (32, 128, True),                     # 800, 1600, 3200 tiles
+])
+def test_few_images_stay_on_im2col(batch, size, rewritten):
+    """Below MIN_TILES Winograd tiles (predicting one photo, the explainer) im2col measured as fast
+    or faster than the rewriting; the training batches keep it."""
+    shape = (batch, 3, size, size)
+    assert s2d.supports(shape, (96, 3, 11, 11), (4, 4), (0, 0), (1, 1), 1) is rewritten
+    x = np.zeros(shape, dtype=np.float32)
+    expected = "space_to_depth" if rewritten else "im2col"
+    assert conv2d_module.choose_algorithm(x, (96, 3, 11, 11), (4, 4), (0, 0), (1, 1), 1) == expected
+
+
 def test_conv2d_dispatches_conv1_here_and_backward_follows(monkeypatch):
     """conv2d picks the rewriting for conv1's geometry, records it, and backward differentiates it;
     a planted backward that ran im2col's formulas on the rewritten weights would break the comparison."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((16, 3, 67, 67)).astype(np.float32)     # conv1 at 67 px: 15 x 15 outputs, 144 tiles
+    x = rng.standard_normal((48, 3, 67, 67)).astype(np.float32)     # conv1 at 67 px: 15 x 15 outputs, 25 tiles each
     weight = (0.1 * rng.standard_normal((96, 3, 11, 11))).astype(np.float32)
     bias = rng.standard_normal(96).astype(np.float32)
     y, saved = conv2d_module.forward(x, weight, bias, stride=4)
