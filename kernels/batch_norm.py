@@ -70,8 +70,9 @@ and k_const = -weight*invstd*sum_dy/M - mean*k_x (0 in evaluation).
 
 CPU and GPU
 -----------
-CPU: numba loops, parallel over channels for the sums (accumulated in float64,
-two passes for the variance, so float32 inputs lose nothing to cancellation)
+CPU: numba loops, parallel over channels for the sums (accumulated in float64, in
+vector-wide partial sums, two passes for the variance, so float32 inputs lose
+nothing to cancellation)
 and over (sample, channel) planes for the elementwise passes.  GPU: CuPy
 reductions and elementwise expressions (no hand-written CUDA kernel: both
 steps are what CuPy's generated kernels already do at memory speed); the sums
@@ -87,7 +88,14 @@ _OP = "batch_norm"
 
 
 # ----------------------------------------------------------------- the two passes, CPU
-@njit(cache=True, nogil=True)
+# The sums may be reassociated (``fastmath={"reassoc"}``): a strict left-to-right float64 sum is one
+# chain of dependent additions, a few cycles each, which the CPU cannot overlap; reassociated, the
+# compiler keeps several partial sums in vector registers and the pass runs at memory speed.  The
+# sums stay float64, in another order.
+SUMS = dict(cache=True, nogil=True, fastmath={"reassoc"})
+
+
+@njit(**SUMS)
 def _channel_statistics_tasks(x, mean, variance, first, last):
     """mean[c] and the biased variance[c] of x (N, C, S), in two passes per channel."""
     count = x.shape[0] * x.shape[2]
@@ -125,7 +133,7 @@ def _scale_and_shift_cpu(x, scale, shift, y):
     parallel_tasks(_scale_and_shift_tasks, x.shape[0] * x.shape[1], x, scale, shift, y)
 
 
-@njit(cache=True, nogil=True)
+@njit(**SUMS)
 def _gradient_sums_tasks(grad_y, x, mean, sum_dy, sum_dy_xmu, first, last):
     """sum_dy[c] = sum dy and sum_dy_xmu[c] = sum dy * (x - mean[c]), in float64."""
     for c in range(first, last):
