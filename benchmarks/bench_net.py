@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from harness import _alternate, _median
+from harness import _alternate, _median, sgd_pair, training_step_pair
 
 
 # ====================================================================== the whole net
@@ -14,8 +14,6 @@ def bench_net(args, tiny_model, torch_model, table, results, headlines):
     import numpy as np
     import tinynet
     import torch
-    import torch.nn.functional as torch_F
-    from tinynet.nn import functional as F
 
     rng = np.random.default_rng(2)
     size = args.size
@@ -55,29 +53,11 @@ def bench_net(args, tiny_model, torch_model, table, results, headlines):
     # --- training step: forward + cross-entropy + backward + SGD (momentum, weight decay)
     tiny_model.train()
     torch_model.train()
-    tiny_opt = tinynet.optim.SGD(tiny_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    torch_opt = torch.optim.SGD(torch_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    tiny_opt, torch_opt = sgd_pair(tiny_model, torch_model)
     for batch in args.train_batches:
         x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
         labels = rng.integers(0, args.classes, size=batch).astype(np.int64)
-        x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)
-
-        def run_tiny():
-            t0 = time.perf_counter()
-            tiny_opt.zero_grad()
-            loss = F.cross_entropy(tiny_model(tinynet.Tensor(x)), labels)
-            loss.backward()
-            tiny_opt.step()
-            return {"s": time.perf_counter() - t0}
-
-        def run_torch():
-            t0 = time.perf_counter()
-            torch_opt.zero_grad()
-            loss = torch_F.cross_entropy(torch_model(x_torch), labels_torch)
-            loss.backward()
-            torch_opt.step()
-            return {"s": time.perf_counter() - t0}
-
+        run_tiny, run_torch = training_step_pair(tiny_model, tiny_opt, torch_model, torch_opt, x, labels)
         warmup, reps = args.net_reps
         if batch >= 128 and not args.smoke:
             reps = max(3, reps - 2)

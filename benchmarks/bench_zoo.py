@@ -5,9 +5,8 @@ A section of ``python benchmarks/run.py`` (``--only zoo``).
 from __future__ import annotations
 
 import gc
-import time
 
-from harness import _alternate, _median, time_fwd_bwd, twin_difference
+from harness import _alternate, _median, sgd_pair, time_fwd_bwd, training_step_pair, twin_difference
 
 
 # ====================================================================== the model zoo
@@ -47,9 +46,6 @@ def bench_zoo(args, table, results, headlines):
     then BatchNorm and the 1x1, stride-2 3x3 and 7x7-stem convolutions as layers."""
     import numpy as np
     import tinynet
-    import torch
-    import torch.nn.functional as torch_F
-    from tinynet.nn import functional as F
     import tinynet.models as models
     import torch_zoo     # a sibling module (benchmarks/ is on sys.path when a script here runs)
 
@@ -63,26 +59,10 @@ def bench_zoo(args, table, results, headlines):
         torch_model = torch_zoo.create(name, args.classes)
         _copy_into_torch(tiny_model, torch_model)
         check = twin_difference(tiny_model, torch_model, rng.standard_normal((2, 3, size, size)).astype(np.float32))
-        tiny_opt = tinynet.optim.SGD(tiny_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-        torch_opt = torch.optim.SGD(torch_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        tiny_opt, torch_opt = sgd_pair(tiny_model, torch_model)
         x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
         labels = rng.integers(0, args.classes, size=batch).astype(np.int64)
-        x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)
-
-        def run_tiny():
-            t0 = time.perf_counter()
-            tiny_opt.zero_grad()
-            F.cross_entropy(tiny_model(tinynet.Tensor(x)), labels).backward()
-            tiny_opt.step()
-            return {"s": time.perf_counter() - t0}
-
-        def run_torch():
-            t0 = time.perf_counter()
-            torch_opt.zero_grad()
-            torch_F.cross_entropy(torch_model(x_torch), labels_torch).backward()
-            torch_opt.step()
-            return {"s": time.perf_counter() - t0}
-
+        run_tiny, run_torch = training_step_pair(tiny_model, tiny_opt, torch_model, torch_opt, x, labels)
         tiny, ref = _alternate([run_tiny, run_torch], warmup, reps)
         t, r = batch / _median(tiny["s"]), batch / _median(ref["s"])
         results["zoo"]["networks"][name] = {"same_function_check": check, "tinynet_s": tiny["s"], "torch_s": ref["s"]}

@@ -385,6 +385,40 @@ class Table:
         return out
 
 
+def sgd_pair(tiny_model, torch_model):
+    """The benchmarks' optimizer in each framework: SGD, momentum 0.9, weight decay 5e-4."""
+    import tinynet
+    import torch
+    return (tinynet.optim.SGD(tiny_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4),
+            torch.optim.SGD(torch_model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4))
+
+
+def training_step_pair(tiny_model, tiny_opt, torch_model, torch_opt, x, labels):
+    """Two runners for :func:`_alternate`: one training step (zero_grad, forward, cross-entropy,
+    backward, update) of each framework on the same batch, each returning ``{"s": seconds}``."""
+    import tinynet
+    import torch
+    import torch.nn.functional as torch_F
+    from tinynet.nn import functional as F
+    x_torch, labels_torch = torch.from_numpy(x), torch.from_numpy(labels)
+
+    def run_tiny():
+        t0 = time.perf_counter()
+        tiny_opt.zero_grad()
+        F.cross_entropy(tiny_model(tinynet.Tensor(x)), labels).backward()
+        tiny_opt.step()
+        return {"s": time.perf_counter() - t0}
+
+    def run_torch():
+        t0 = time.perf_counter()
+        torch_opt.zero_grad()
+        torch_F.cross_entropy(torch_model(x_torch), labels_torch).backward()
+        torch_opt.step()
+        return {"s": time.perf_counter() - t0}
+
+    return run_tiny, run_torch
+
+
 def time_fwd_bwd(tiny_layer, torch_layer, x, needs_input_grad, warmup, reps, seed=4):
     """Forward and backward (``y.backward(dy)``) of one layer in each framework, alternating."""
     import numpy as np
