@@ -54,10 +54,17 @@ def test_sgd_by_hand():
     assert parameter.item() == pytest.approx(1.4)
 
 
-def test_parameters_without_grad_are_skipped():
-    parameter = nn.Parameter(np.array([1.0]))
-    optim.SGD([parameter], lr=1.0).step()
-    assert parameter.item() == 1.0
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=1.0), lambda ps: optim.SGD(ps, lr=1.0, momentum=0.9),
+                                  lambda ps: optim.Adam(ps, lr=1.0)])
+def test_parameters_without_grad_are_skipped_and_the_next_ones_still_step(make):
+    """A parameter without a gradient (a frozen layer, an unused head) is passed over; the ones after
+    it in the same group are still updated."""
+    frozen, trained = nn.Parameter(np.array([1.0])), nn.Parameter(np.array([1.0]))
+    optimizer = make([frozen, trained])
+    trained.grad = tinynet.tensor(np.array([0.5]))
+    optimizer.step()
+    assert frozen.item() == 1.0 and trained.item() < 1.0
+    assert id(frozen) not in optimizer.state
 
 
 def test_step_lr():
@@ -319,24 +326,31 @@ def test_parameter_groups_take_the_defaults_they_do_not_set_and_zero_grad_can_ke
     np.testing.assert_array_equal(p.grad.numpy(), np.zeros(2))
     sgd.zero_grad()
     assert p.grad is None and q.grad is None
-    with pytest.raises(ValueError, match="empty parameter list"):
+    with pytest.raises(ValueError, match="^SGD got an empty parameter list$"):
         optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="^Adam got an empty parameter list$"):
+        optim.Adam(iter([]))
+    assert sgd.defaults == dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.01, nesterov=False)
+    assert optim.Adam([p]).defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: optim.SGD(p, lr=-0.1), "must be >= 0"),
-    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.9), "must be >= 0"),
-    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1e-4), "must be >= 0"),
-    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "Nesterov"),
-    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
-    (lambda p: optim.Adam(p, lr=-1e-3), "invalid"),
-    (lambda p: optim.Adam(p, eps=-1e-8), "invalid"),
-    (lambda p: optim.Adam(p, betas=(1.0, 0.999)), "invalid"),
-    (lambda p: optim.Adam(p, betas=(0.9, 1.0)), "invalid"),
-    (lambda p: optim.Adam(p, betas=(-0.1, 0.999)), "invalid"),
+    (lambda p: optim.SGD(p, lr=-0.1), "SGD: lr, momentum and weight_decay must be >= 0, got -0.1, 0.0, 0.0"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.9), "SGD: lr, momentum and weight_decay must be >= 0, got 0.1, -0.9, 0.0"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1e-4),
+     "SGD: lr, momentum and weight_decay must be >= 0, got 0.1, 0.0, -0.0001"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "SGD: Nesterov momentum requires momentum > 0 and dampening = 0"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
+     "SGD: Nesterov momentum requires momentum > 0 and dampening = 0"),
+    (lambda p: optim.Adam(p, lr=-1e-3), "Adam: invalid lr=-0.001, betas=(0.9, 0.999) or eps=1e-08"),
+    (lambda p: optim.Adam(p, eps=-1e-8), "Adam: invalid lr=0.001, betas=(0.9, 0.999) or eps=-1e-08"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.999)), "Adam: invalid lr=0.001, betas=(1.0, 0.999) or eps=1e-08"),
+    (lambda p: optim.Adam(p, betas=(0.9, 1.0)), "Adam: invalid lr=0.001, betas=(0.9, 1.0) or eps=1e-08"),
+    (lambda p: optim.Adam(p, betas=(-0.1, 0.999)), "Adam: invalid lr=0.001, betas=(-0.1, 0.999) or eps=1e-08"),
 ])
 def test_bad_hyper_parameters_are_refused(make, message):
-    with pytest.raises(ValueError, match=message):
+    """Each message names the optimizer and the values it got (the whole message is compared)."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         make([nn.Parameter(np.zeros(1))])
 
 
@@ -389,7 +403,14 @@ def test_cosine_schedule_follows_its_formula_and_resumes():
     again = optim.CosineAnnealingLR(optim.SGD(model.parameters(), lr=0.4), epochs=6, warmup_epochs=2, min_lr=0.1)
     again.load_state_dict(schedule.state_dict())
     assert again.get_last_lr() == schedule.get_last_lr()
-    assert optim.CosineAnnealingLR.steps_on_metric is False and optim.ReduceLROnPlateau.steps_on_metric is True
+
+
+
+def test_only_the_plateau_schedule_steps_on_the_validation_metric():
+    """tinynet.train.Trainer passes the validation accuracy to a schedule's step() exactly when its
+    steps_on_metric is True; the other schedules' step() takes no argument."""
+    assert optim.ReduceLROnPlateau.steps_on_metric is True
+    assert optim.StepLR.steps_on_metric is False and optim.CosineAnnealingLR.steps_on_metric is False
 
 
 @settings(max_examples=25, deadline=None)
@@ -423,14 +444,32 @@ def test_cosine_with_warm_up_matches_torchs_linear_then_cosine_schedule(epochs, 
         ours.step()
 
 
+def test_cosine_defaults_to_no_warm_up_and_a_floor_of_zero():
+    optimizer = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.4)
+    schedule = optim.CosineAnnealingLR(optimizer, epochs=4)
+    rates = []
+    for _ in range(6):
+        rates.append(schedule.get_last_lr()[0])
+        schedule.step()
+    assert rates == pytest.approx([0.4, 0.2 * (1 + np.cos(np.pi / 4)), 0.2, 0.2 * (1 - np.cos(np.pi / 4)), 0, 0],
+                                  abs=1e-15)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(epochs=3, warmup_epochs=3), "0 <= warmup_epochs < epochs, got epochs=3, warmup_epochs=3"),
-    (dict(epochs=0), "epochs >= 1"),
-    (dict(epochs=5, warmup_epochs=-1), "warmup_epochs=-1"),
-    (dict(epochs=5, min_lr=-0.1), "min_lr must be >= 0, got -0.1"),
+    (dict(epochs=3, warmup_epochs=3),
+     "CosineAnnealingLR: need epochs >= 1 and 0 <= warmup_epochs < epochs, got epochs=3, warmup_epochs=3"),
+    (dict(epochs=1, warmup_epochs=0), None),
+    (dict(epochs=2, warmup_epochs=1, min_lr=0.0), None),
+    (dict(epochs=0), "CosineAnnealingLR: need epochs >= 1 and 0 <= warmup_epochs < epochs, got epochs=0, warmup_epochs=0"),
+    (dict(epochs=5, warmup_epochs=-1),
+     "CosineAnnealingLR: need epochs >= 1 and 0 <= warmup_epochs < epochs, got epochs=5, warmup_epochs=-1"),
+    (dict(epochs=5, min_lr=-0.1), "CosineAnnealingLR: min_lr must be >= 0, got -0.1"),
 ])
-def test_cosine_refuses_bad_settings(kwargs, message):
+def test_cosine_refuses_bad_settings_and_accepts_the_edges(kwargs, message):
     optimizer = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1)
-    with pytest.raises(ValueError, match=re.escape(message)):
+    if message is None:                                    # the smallest valid settings
+        optim.CosineAnnealingLR(optimizer, **kwargs)
+        return
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         optim.CosineAnnealingLR(optimizer, **kwargs)
     assert optimizer.param_groups[0]["lr"] == 0.1          # a refused schedule leaves the rate alone
