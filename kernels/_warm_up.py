@@ -93,8 +93,9 @@ def _exercises():
         sgd_update.sgd_update(param, grad, velocity, 0.01, momentum=0.9, weight_decay=5e-4, first_step=True)
         sgd_update.sgd_update(param, grad, None, 0.01)
 
-    # conv1-like 11x11/4 on 3 channels: space to depth + Winograd (at least MIN_TILES output tiles)
-    big = dict(x=array(4, 3, 99, 99), weight=array(16, 3, 11, 11), stride=4, padding=0)
+    # conv1-like 11x11/4 on 3 channels: space to depth + Winograd, which needs at least
+    # conv2d_space_to_depth.MIN_TILES (1,024) tiles: 32 images of 36 tiles each
+    big = dict(x=array(32, 3, 99, 99), weight=array(16, 3, 11, 11), stride=4, padding=0)
     # AlexNet's first step needs the first twelve (the crop-size check's small forward uses im2col);
     # batch norm, col2im and average pooling (ResNet, VGG with batch norm, GoogLeNet) come last
     return [

@@ -349,10 +349,12 @@ MIN_CHANNELS = 16
 MIN_TILES = 128
 
 
-def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles=MIN_TILES):
+def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles=None):
     """True where F(m, r) applies and pays: square r x r kernel (r = 2..5), stride 1, dilation 1,
     padding < r, at least ``MIN_CHANNELS`` input and output channels per group and
-    ``min_tiles`` output tiles in the batch."""
+    ``min_tiles`` output tiles in the batch (default: this module's ``MIN_TILES``, read at the call)."""
+    if min_tiles is None:
+        min_tiles = MIN_TILES
     batch, channels, height, width = x_shape
     out_channels, _, kh, kw = weight_shape
     if not (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
