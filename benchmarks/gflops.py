@@ -70,17 +70,6 @@ def batch_size(args, model):
     return args.batch or DEFAULT_BATCH.get(model, 32)
 
 
-def _time(call, warmup, reps):
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
 # ====================================================================== the machine's peak
 def gemm_peak(sizes, warmup, reps):
     """{n: GFLOP/s of the median n x n x n float32 matmul} through NumPy's BLAS."""
@@ -91,7 +80,7 @@ def gemm_peak(sizes, warmup, reps):
         a = rng.standard_normal((n, n)).astype(np.float32)
         b = rng.standard_normal((n, n)).astype(np.float32)
         out = np.empty((n, n), dtype=np.float32)
-        seconds = bench._median(_time(lambda: np.matmul(a, b, out=out), warmup, max(3, reps)))
+        seconds = bench._median(bench.time_calls(lambda: np.matmul(a, b, out=out), warmup, max(3, reps)))
         rates[n] = 2.0 * n ** 3 / seconds / 1e9
     return rates
 
@@ -146,7 +135,7 @@ def layer_table(model, rows, batch, warmup, reps):
             times["fwd"].append(t1 - t0)
             times["bwd"].append(time.perf_counter() - t1)
 
-        _time(call, warmup, reps)
+        bench.time_calls(call, warmup, reps)
         entry["fwd_s"] = bench._median(times["fwd"][warmup:])
         entry["bwd_s"] = bench._median(times["bwd"][warmup:])
         passes = 3 if entry["input_grad"] else 2
@@ -175,7 +164,7 @@ def measure_network(name, args):
         F.cross_entropy(model(tinynet.Tensor(x)), labels).backward()
         optimizer.step()
 
-    step_s = bench._median(_time(step, args.warmup, args.reps))
+    step_s = bench._median(bench.time_calls(step, args.warmup, args.reps))
     flops = step_flops(rows, batch)
     layers = layer_table(model, rows, batch, args.warmup, args.reps)
     return {"model": name, "batch": batch, "size": size, "step_s": step_s, "img_s": batch / step_s,

@@ -337,6 +337,18 @@ def _alternate(runners, warmup, reps):
     return samples
 
 
+def time_calls(call, warmup, reps):
+    """Call ``call()`` ``warmup`` times, then ``reps`` times more; the seconds of each timed call."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 def _median(values):
     return statistics.median(values) if values else float("nan")
 

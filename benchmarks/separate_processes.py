@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from harness import time_calls  # a sibling module (benchmarks/ is on sys.path when a script here runs)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -114,29 +116,18 @@ def child(args):
         model.eval()
         for batch in args.infer_batches:
             x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-            results[f"{name} inference b={batch} {size}px"] = dict(batch=batch, samples=_time(
+            results[f"{name} inference b={batch} {size}px"] = dict(batch=batch, samples=time_calls(
                 lambda: infer(model, x), args.warmup, args.reps * (3 if batch <= 4 else 1)))
         model.train()
         step = make_step(model)
         for batch in args.train_batches:
             x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
             labels = rng.integers(0, args.classes, size=batch).astype(np.int64)
-            results[f"{name} train_step b={batch} {size}px"] = dict(batch=batch, samples=_time(
+            results[f"{name} train_step b={batch} {size}px"] = dict(batch=batch, samples=time_calls(
                 lambda: step(x, labels), args.warmup, args.reps))
     loaded = sorted(m for m in ("torch", "tinynet", "numba") if m in sys.modules)
     print(json.dumps({"framework": args.child, "modules_loaded": loaded, "results": results}))
     return 0
-
-
-def _time(call, warmup, reps):
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 # ====================================================================== the parent
