@@ -194,7 +194,8 @@ def network_lines(result, peak):
         accounted += total
         rate = entry["flops"] / (entry["fwd_s"] + entry["bwd_s"]) / 1e9 if entry["flops"] else None
         label = entry["names"][0] + (f" (+{count - 1})" if count > 1 else "")
-        out.append(f"| {label}: {entry['kind']} {entry['description']} | {_shape(entry['input_shape'])} | "
+        layer = f"{entry['kind']} {entry['description']}".strip()
+        out.append(f"| {label}: {layer} | {_shape(entry['input_shape'])} | "
                    f"{entry['fwd_s'] * 1e3:.1f} | {entry['bwd_s'] * 1e3:.1f} | {total * 1e3:.1f} | "
                    f"{100 * total / step:.1f} % | {'-' if rate is None else f'{rate:.1f}'} |")
     rest = step - accounted
