@@ -4,7 +4,6 @@ A section of ``python benchmarks/run.py`` (``--only layers``).
 """
 from __future__ import annotations
 
-
 from harness import LAYERS, _median, time_fwd_bwd
 
 

@@ -86,16 +86,22 @@ def gemm_peak(sizes, warmup, reps):
 
 
 # ====================================================================== one network
+def first_dot_product(rows):
+    """The name of the network's first convolution or linear layer: its input needs no gradient."""
+    return next(row.name for row in rows if row.kind in DOT_PRODUCT_LAYERS and row.mult_adds)
+
+
+def direct_flops(mult_adds, batch, input_grad):
+    """2 FLOP per multiply-add, for the forward pass, the weight gradient and (``input_grad``) dx."""
+    return 2 * mult_adds * batch * (3 if input_grad else 2)
+
+
 def step_flops(rows, batch):
-    """Direct FLOPs of one training step: 2 per multiply-add, forward + dW + dx (no dx for the first)."""
-    total, first = 0, True
-    for row in rows:
-        if row.kind not in DOT_PRODUCT_LAYERS or not row.mult_adds:
-            continue
-        passes = 2 if first else 3
-        total += 2 * row.mult_adds * batch * passes
-        first = False
-    return total
+    """Direct FLOPs of one training step: forward + dW + dx of every conv and linear layer (no dx
+    for the first)."""
+    first = first_dot_product(rows)
+    return sum(direct_flops(row.mult_adds, batch, row.name != first)
+               for row in rows if row.kind in DOT_PRODUCT_LAYERS)
 
 
 def layer_table(model, rows, batch, warmup, reps):
@@ -104,7 +110,7 @@ def layer_table(model, rows, batch, warmup, reps):
     import tinynet
     modules = dict(model.named_modules())
     groups = OrderedDict()      # (kind, description, input shape) -> entry
-    first_dot_product = next(r.name for r in rows if r.kind in DOT_PRODUCT_LAYERS)
+    first = first_dot_product(rows)
     for row in rows:
         module = modules.get(row.name) if row.name else None
         if module is None or any(True for _ in module.children()):
@@ -112,7 +118,7 @@ def layer_table(model, rows, batch, warmup, reps):
         key = (row.kind, row.description, tuple(row.input_shape))
         entry = groups.setdefault(key, {"kind": row.kind, "description": row.description,
                                         "input_shape": tuple(row.input_shape), "names": [], "module": module,
-                                        "mult_adds": row.mult_adds, "input_grad": row.name != first_dot_product})
+                                        "mult_adds": row.mult_adds, "input_grad": row.name != first})
         entry["names"].append(row.name)
     rng = np.random.default_rng(1)
     for entry in groups.values():
@@ -138,8 +144,7 @@ def layer_table(model, rows, batch, warmup, reps):
         bench.time_calls(call, warmup, reps)
         entry["fwd_s"] = bench._median(times["fwd"][warmup:])
         entry["bwd_s"] = bench._median(times["bwd"][warmup:])
-        passes = 3 if entry["input_grad"] else 2
-        entry["flops"] = 2 * entry["mult_adds"] * batch * passes
+        entry["flops"] = direct_flops(entry["mult_adds"], batch, entry["input_grad"])
         del entry["module"]
     return list(groups.values())
 

@@ -30,9 +30,9 @@ Where every kernel is in the cache already (the usual case after the first run),
 starts no process.  Nor does it where no core is idle (load average above the usable cores less
 one): the child's compiling then only takes CPU time from this process, which compiles each
 kernel at its first call instead.  On a 2-core machine the README's training command reached its
-first step after 60-81 s with the child against 39-55 s without at load average 7-9, and after
-22-26 s against 16-22 s at load average 2-3 (benchmarks/README.md).  ``TINYNET_WARM_UP=0``
-turns it off.
+first step after 60-81 s with the child against 39-55 s without at load average 7-9; on an idle
+one the child saved 0.6 s in one sitting and cost 1.9 s in another (benchmarks/README.md, "Cold
+start"), which is why the training loop does not call it.  ``TINYNET_WARM_UP=0`` turns it off.
 """
 import os
 import subprocess

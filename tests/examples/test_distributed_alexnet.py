@@ -10,7 +10,6 @@ of ranks); LeNet has no dropout.
 """
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from PIL import Image
 
 import tinynet
-from mpi import mpiexec
+from mpi import mpiexec, worker_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "alexnet_catdog.py"
@@ -44,8 +43,7 @@ def photos(tmp_path_factory):
 
 
 def _run(arguments, ranks):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
-    env.update({name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
+    env = worker_environment()
     command = [sys.executable, str(SCRIPT)] + arguments
     if ranks > 1:
         command = [mpiexec(), "-n", str(ranks)] + command

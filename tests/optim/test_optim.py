@@ -405,7 +405,6 @@ def test_cosine_schedule_follows_its_formula_and_resumes():
     assert again.get_last_lr() == schedule.get_last_lr()
 
 
-
 def test_only_the_plateau_schedule_steps_on_the_validation_metric():
     """tinynet.train.Trainer passes the validation accuracy to a schedule's step() exactly when its
     steps_on_metric is True; the other schedules' step() takes no argument."""
