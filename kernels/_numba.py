@@ -55,6 +55,12 @@ from tinynet import backend  # noqa: E402
 # Each task writes only its own outputs, so how the ranges are split never changes a result:
 # the same bits on 1 thread or 8.
 
+# Loops that vectorise: numba reads ``a[i]`` with a signed ``i`` as ``a[i + len(a)]`` when ``i < 0``
+# (Python's negative indices).  In ``for i in range(first, last)`` LLVM cannot rule that out, so the
+# check stays in the loop and keeps it scalar; in ``for i in range(n)`` it can, and the loop runs
+# as SIMD.  So an elementwise task slices its range, ``a = a[first:last]``, and counts from 0:
+# ReLU's backward ran 5x faster so (54 -> 11 ms on 25.7 M floats, one thread), the SGD step 4.8x.
+#
 #: ranges per thread: a few, so that a thread slowed by other work on its core hands its share
 #: to the others (dynamic scheduling), while each range stays long enough to amortise the
 #: ~10 us of a numba call from Python

@@ -38,9 +38,11 @@ from ._paths import device_paths
 
 @njit(cache=True, nogil=True)
 def _relu_backward_tasks(grad_output, y, grad_input, first, last):
-    # flat, contiguous arrays of one length; `y > 0` is False for NaN, as in `where`
+    # flat, contiguous arrays of one length; `y > 0` is False for NaN, as in `where`.
+    # The loop counts from 0 over slices (_numba.py, "Loops that vectorise").
     zero = grad_input.dtype.type(0)
-    for i in range(first, last):
+    grad_output, y, grad_input = grad_output[first:last], y[first:last], grad_input[first:last]
+    for i in range(grad_input.size):
         grad_input[i] = grad_output[i] if y[i] > 0 else zero
 
 

@@ -41,7 +41,11 @@ from ._numba import ELEMENTWISE_GRAIN, njit, parallel_tasks
 @njit(cache=True, nogil=True)
 def _sgd_update_tasks(param, grad, velocity, lr, momentum, dampening_complement, weight_decay,
                     use_momentum, first_step, nesterov, first, last):
-    for i in range(first, last):
+    # the loop counts from 0 over slices (_numba.py, "Loops that vectorise")
+    param, grad = param[first:last], grad[first:last]
+    if use_momentum:
+        velocity = velocity[first:last]
+    for i in range(param.size):
         g = grad[i]
         if weight_decay != 0:
             g = g + weight_decay * param[i]

@@ -4,7 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tinynet import backend
 from tinynet.gradcheck import numerical_gradient
+from tinynet.kernels._numba import ELEMENTWISE_GRAIN
 from tinynet.kernels.linear import linear_backward, linear_forward
 from tinynet.kernels.relu import relu_backward, relu_forward
 
@@ -221,6 +223,23 @@ def test_relu_backward_large_arrays_take_the_one_pass_loop(dtype):
         result = relu_backward(grad, out)
         assert result.dtype == dtype and result.shape == grad.shape
         np.testing.assert_array_equal(result, np.where(out > 0, grad, 0))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_relu_backward_split_into_ranges_selects_each_elements_own_gradient(threads):
+    """Past a few ELEMENTWISE_GRAIN elements the backward runs in ranges (on several threads):
+    each range must pair its own gradients with its own outputs."""
+    rng = np.random.default_rng(5)
+    size = 5 * ELEMENTWISE_GRAIN + 17                 # ranges of uneven length
+    y = relu_forward(rng.standard_normal(size).astype(np.float32))
+    grad_output = rng.standard_normal(size).astype(np.float32)
+    previous = backend.get_num_threads()
+    backend.set_num_threads(threads)
+    try:
+        result = relu_backward(grad_output, y)
+    finally:
+        backend.set_num_threads(previous)
+    np.testing.assert_array_equal(result, np.where(y > 0, grad_output, 0))
 
 
 def test_relu_in_place():

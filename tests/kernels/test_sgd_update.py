@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from tinynet import backend
+from tinynet.kernels._numba import ELEMENTWISE_GRAIN
 from tinynet.kernels.sgd_update import sgd_update
 
 
@@ -53,6 +55,28 @@ def test_fused_step_is_the_formula_bit_for_bit(dtype, options, contiguous):
     np.testing.assert_array_equal(p, expected_param)
     if options["momentum"]:
         np.testing.assert_array_equal(velocity, expected_velocity)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("options", OPTIONS[1:4])
+def test_parameters_split_into_ranges_update_every_element_by_its_own_gradient(threads, options):
+    """Past a few ELEMENTWISE_GRAIN elements the CPU step runs in ranges (on several threads):
+    each range must read the gradient, velocity and parameter of its own elements."""
+    rng = np.random.default_rng(1)
+    size = 5 * ELEMENTWISE_GRAIN + 17                 # ranges of uneven length
+    param = rng.standard_normal(size).astype(np.float32)
+    grads = [rng.standard_normal(size).astype(np.float32) for _ in range(2)]
+    expected_param, expected_velocity = formula_steps(param, grads, 0.05, **options)
+    previous = backend.get_num_threads()
+    backend.set_num_threads(threads)
+    try:
+        velocity = np.empty_like(param)
+        for step, g in enumerate(grads):
+            sgd_update(param, g, velocity, 0.05, first_step=step == 0, **options)
+    finally:
+        backend.set_num_threads(previous)
+    np.testing.assert_array_equal(param, expected_param)
+    np.testing.assert_array_equal(velocity, expected_velocity)
 
 
 def test_bad_shapes_name_what_was_expected():
