@@ -107,29 +107,31 @@ def _im2col_tasks(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
     zero = cols.dtype.type(0)
     # one task per (channel, image): it reads one input plane (cache-resident)
     # and writes kh*kw row segments of length OH*OW
+    # The copies run over slices, counting from 0, so that they vectorise (_numba.py, "Loops that
+    # vectorise"): 2x faster at stride 1.
     for task in range(first, last):
         c = task // batch
         n = task - c * batch
-        column0 = n * pixels
+        plane = image[n, c]
         for i in range(kernel_h):
             first_oh, last_oh = _inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
             for j in range(kernel_w):
                 row = (c * kernel_h + i) * kernel_w + j
                 offset_w = j * dilation_w - pad_w
                 first_ow, last_ow = _inside_range(offset_w, stride_w, width, out_w)
+                block = cols[row, n * pixels:(n + 1) * pixels]           # this image's columns
                 for oh in range(out_h):
-                    start = column0 + oh * out_w
+                    segment = block[oh * out_w:(oh + 1) * out_w]
                     if oh < first_oh or oh >= last_oh:
-                        for ow in range(out_w):
-                            cols[row, start + ow] = zero
+                        segment[:] = zero
                         continue
                     h = oh * stride_h - pad_h + i * dilation_h
-                    for ow in range(first_ow):
-                        cols[row, start + ow] = zero
-                    for ow in range(first_ow, last_ow):
-                        cols[row, start + ow] = image[n, c, h, ow * stride_w + offset_w]
-                    for ow in range(last_ow, out_w):
-                        cols[row, start + ow] = zero
+                    segment[:first_ow] = zero
+                    segment[last_ow:] = zero
+                    inside = segment[first_ow:last_ow]
+                    source = plane[h, first_ow * stride_w + offset_w:]   # x[h, ow*stride_w + offset_w]
+                    for k in range(last_ow - first_ow):
+                        inside[k] = source[k * stride_w]
 
 
 def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
@@ -148,19 +150,21 @@ def _col2im_tasks(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
     for task in range(first, last):
         c = task // batch
         n = task - c * batch
-        image[n, c, :, :] = 0
-        column0 = n * pixels
+        plane = image[n, c]
+        plane[:, :] = 0
         for i in range(kernel_h):
             first_oh, last_oh = _inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
             for j in range(kernel_w):
                 row = (c * kernel_h + i) * kernel_w + j
                 offset_w = j * dilation_w - pad_w
                 first_ow, last_ow = _inside_range(offset_w, stride_w, width, out_w)
+                block = cols[row, n * pixels:(n + 1) * pixels]
                 for oh in range(first_oh, last_oh):
                     h = oh * stride_h - pad_h + i * dilation_h
-                    start = column0 + oh * out_w
-                    for ow in range(first_ow, last_ow):
-                        image[n, c, h, ow * stride_w + offset_w] += cols[row, start + ow]
+                    inside = block[oh * out_w + first_ow:oh * out_w + last_ow]
+                    target = plane[h, first_ow * stride_w + offset_w:]   # x[h, ow*stride_w + offset_w]
+                    for k in range(last_ow - first_ow):
+                        target[k * stride_w] += inside[k]
 
 
 def _col2im_cpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
