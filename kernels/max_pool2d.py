@@ -29,6 +29,12 @@ window must start inside the input or the left padding, so that every window
 holds at least one real pixel.  PyTorch also requires ``PH <= KH // 2``, which
 keeps every window from being pure padding; we raise ValueError otherwise.
 
+Without a backward pass (``inference``: ``no_grad``, evaluation, ``--predict``) the argmax is
+not needed, and the CPU computes the maxima alone a whole output row at a time
+(``_values_tasks``): every window row and column offset updates all the outputs of the row in
+one vectorisable loop, twice as fast per thread as the window-at-a-time loop that also tracks
+the winner, and the same bits.
+
 Backward
 --------
 Within one window y = x[argmax] is a selection, so dy/dx[p] = 1 for the selected
@@ -60,6 +66,7 @@ from tinynet.backend import get_array_module
 from ._checks import check_4d, check_floating
 from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
+from .im2col import _inside_range
 from ._paths import device_paths, one_thread_per_element
 
 _INT32_MAX = 2**31 - 1
@@ -108,6 +115,54 @@ def _forward_tasks(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, 
 def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
     parallel_tasks(_forward_tasks, x.shape[0], x, y, argmax, kernel_h, kernel_w, stride_h, stride_w,
                    pad_h, pad_w)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _take_max(target, source, stride, count):
+    """target[k] = max(target[k], source[k*stride]) for k < count, NaN winning as in _forward_tasks.
+    The common strides are literal, so that the compiler vectorises their loops."""
+    if stride == 2:
+        for k in range(count):
+            value, best = source[2 * k], target[k]
+            target[k] = value if (value > best) | (value != value) else best
+    elif stride == 1:
+        for k in range(count):
+            value, best = source[k], target[k]
+            target[k] = value if (value > best) | (value != value) else best
+    else:
+        for k in range(count):
+            value, best = source[k * stride], target[k]
+            target[k] = value if (value > best) | (value != value) else best
+
+
+@njit(cache=True, nogil=True)
+def _values_tasks(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, first, last):
+    """The maxima alone (no argmax), a whole output row at a time: each window row and column
+    offset updates every output of the row in one loop over ow.  Per output the window is
+    still visited in row-major order, from -inf, so y is bit for bit _forward_tasks' y."""
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    lowest = x.dtype.type(-numpy.inf)
+    for plane in range(first, last):
+        source, maxima = x[plane], y[plane]
+        for oh in range(out_h):
+            h_start = oh * stride_h - pad_h
+            h_end = min(h_start + kernel_h, height)
+            h_start = max(h_start, 0)
+            row_out = maxima[oh]
+            row_out[:] = lowest
+            for i in range(h_end - h_start):
+                row = source[h_start + i]
+                for j in range(kernel_w):
+                    # the outputs whose column ow*stride_w + offset lies inside the row
+                    offset = j - pad_w
+                    first_ow, last_ow = _inside_range(offset, stride_w, width, out_w)
+                    _take_max(row_out[first_ow:last_ow], row[first_ow * stride_w + offset:], stride_w,
+                              last_ow - first_ow)
+
+
+def _values_cpu(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    parallel_tasks(_values_tasks, x.shape[0], x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
 
 
 @njit(cache=True, nogil=True)
@@ -222,6 +277,15 @@ def _route_gradients_gpu(grad_planes, argmax_planes, grad_input_planes, geometry
 
 
 _pool = device_paths(_forward_cpu, one_thread_per_element(_forward_gpu, 1))
+
+
+def _values_gpu(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    # one thread per output finds its maximum either way; the argmax it also writes is dropped
+    argmax = get_array_module(x).empty(y.shape, dtype=_argmax_dtype(x.shape[1], x.shape[2]))
+    _pool(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+
+
+_pool_values = device_paths(_values_cpu, _values_gpu)
 _route_gradients = device_paths(_route_gradients_cpu, _route_gradients_gpu)
 
 
@@ -246,6 +310,23 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
     _pool(planes, y_planes, argmax_planes, *arguments)
     return y, argmax
+
+
+def max_pool2d_values(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """The y of :func:`max_pool2d_forward` without the argmax, for when no backward pass follows:
+    on the CPU a loop over whole output rows, about twice as fast per thread."""
+    op = "max_pool2d"
+    check_4d(op, x)
+    check_floating(op, x)
+    kernel, stride, padding, _, (out_h, out_w), _ = window(
+        op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
+    xp = get_array_module(x)
+    batch, channels, height, width = x.shape
+    y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
+    _pool_values(xp.ascontiguousarray(x).reshape(batch * channels, height, width),
+                 y.reshape(batch * channels, out_h, out_w),
+                 kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+    return y
 
 
 def max_pool2d_backward(grad_output, argmax, input_shape, kernel_size=None, stride=None, padding=0):
@@ -294,3 +375,8 @@ def forward(x, *, kernel_size, stride=None, padding=0, ceil_mode=False):
 def backward(grad_output, saved, needs_input_grad=(True,)):
     argmax, input_shape, kernel_size, stride, padding = saved
     return (max_pool2d_backward(grad_output, argmax, input_shape, kernel_size, stride, padding),)
+
+
+def inference(x, *, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """The contract's forward without a backward to follow (``tinynet.ops.kernel_function``): y only."""
+    return max_pool2d_values(x, kernel_size, stride, padding, ceil_mode)

@@ -157,6 +157,7 @@ class Function:
         needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
         record = _switches.grad_enabled and any(needs_input_grad)
         self.needs_input_grad = needs_input_grad
+        self.recording = record          # False: no backward will follow, forward may keep nothing
         outputs = self.forward(*raw_inputs)
         single = not isinstance(outputs, tuple)
         if single:

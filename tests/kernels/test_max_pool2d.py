@@ -6,7 +6,10 @@ from hypothesis import strategies as st
 
 from ptx import compile_kernels_to_ptx
 from tinynet.gradcheck import numerical_gradient
-from tinynet.kernels.max_pool2d import max_pool2d_backward, max_pool2d_forward
+import tinynet
+from tinynet import backend
+from tinynet.kernels import max_pool2d as max_pool2d_kernel
+from tinynet.kernels.max_pool2d import max_pool2d_backward, max_pool2d_forward, max_pool2d_values
 
 
 # ----------------------------------------------------------------- the textbook definition
@@ -86,6 +89,54 @@ def test_forward_matches_naive_loops(case, dtype):
     assert y.shape == y_ref.shape
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
+
+
+@settings(max_examples=60)
+@given(case=pooling_cases(max_extra=20), dtype=st.sampled_from([np.float32, np.float64]),
+       threads=st.sampled_from([1, 3]))
+def test_values_alone_are_the_forward_maxima_bit_for_bit(case, dtype, threads):
+    """max_pool2d_values (no argmax, row at a time) gives the y of max_pool2d_forward: NaN, -inf,
+    ties of 0.0 and -0.0 included, on any stride, padding and ceil_mode, split over threads."""
+    shape, kernel, stride, padding, ceil_mode, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    specials = np.array([np.nan, -np.inf, np.inf, 0.0, -0.0], dtype=dtype)
+    x.reshape(-1)[rng.integers(0, x.size, size=max(1, x.size // 7))] = rng.choice(specials, max(1, x.size // 7))
+    expected, _ = max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+    previous = backend.get_num_threads()
+    backend.set_num_threads(threads)
+    try:
+        y = max_pool2d_values(x, kernel, stride, padding, ceil_mode)
+    finally:
+        backend.set_num_threads(previous)
+    assert y.dtype == dtype and y.shape == expected.shape
+    np.testing.assert_array_equal(y.view(np.uint8), expected.view(np.uint8))   # the same bits
+
+
+def test_no_grad_pooling_skips_the_argmax(monkeypatch):
+    """Where no graph is recorded the layer runs the kernel's `inference` (no argmax); with a
+    graph it runs `forward` and can still backpropagate."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    calls = []
+    for name in ("max_pool2d_forward", "max_pool2d_values"):
+        original = getattr(max_pool2d_kernel, name)
+        monkeypatch.setattr(max_pool2d_kernel, name,
+                            lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    pool = tinynet.nn.MaxPool2d(3, stride=2, padding=1)
+    with tinynet.no_grad():
+        inferred = pool(tinynet.Tensor(x, requires_grad=True))
+    assert calls == ["max_pool2d_values"] and inferred.creator is None
+    calls.clear()
+    pooled = pool(tinynet.Tensor(x))                 # no input needs a gradient: nothing recorded
+    assert calls == ["max_pool2d_values"]
+    calls.clear()
+    leaf = tinynet.Tensor(x, requires_grad=True)
+    trained = pool(leaf)
+    assert calls == ["max_pool2d_forward"]
+    trained.sum().backward()
+    assert leaf.grad is not None and float(leaf.grad.data.sum()) == trained.data.size
+    np.testing.assert_array_equal(inferred.data, trained.data)
+    np.testing.assert_array_equal(pooled.data, trained.data)
 
 
 def test_alexnet_sizes_and_floor_rounding():
@@ -237,6 +288,9 @@ def test_gpu_path_matches_cpu(gpu_xp, shape, kernel, stride, padding, ceil_mode,
     assert y_gpu.dtype == dtype
     np.testing.assert_array_equal(gpu_xp.asnumpy(y_gpu), y)
     np.testing.assert_array_equal(gpu_xp.asnumpy(argmax_gpu), argmax)
+    values_gpu = max_pool2d_values(x_gpu, kernel, stride, padding, ceil_mode)
+    assert isinstance(values_gpu, gpu_xp.ndarray) and values_gpu.dtype == dtype
+    np.testing.assert_array_equal(gpu_xp.asnumpy(values_gpu), y)
 
     grad_output = rng.standard_normal(y.shape).astype(dtype)
     grad_input = max_pool2d_backward(grad_output, argmax, shape)

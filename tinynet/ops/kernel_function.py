@@ -19,6 +19,10 @@ op, else a tuple.
     y = apply_kernel(kernels.batch_norm, x, weight, bias, training=True, eps=1e-5, ...)
 
 so a new layer needs no Function class of its own.
+
+A kernel may also offer ``inference(*inputs, **hyperparameters) -> outputs``: the same
+outputs, computed without what only the backward pass needs (max pooling's argmax).  It runs
+where no graph is recorded (``no_grad``, or no input that requires a gradient).
 """
 from ..function import Function
 
@@ -35,6 +39,8 @@ class KernelFunction(Function):
         return self.kernel.__name__.rpartition(".")[2]
 
     def forward(self, *inputs):
+        if not getattr(self, "recording", True) and hasattr(self.kernel, "inference"):
+            return self.kernel.inference(*inputs, **self.hyperparameters)
         outputs, self.saved = self.kernel.forward(*inputs, **self.hyperparameters)
         return outputs
 
