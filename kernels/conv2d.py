@@ -51,8 +51,8 @@ dY_mat[o, (n*OH + oh)*OW + ow] = dY[n, o, oh, ow], and its group blocks dY_g:
 Winograd for small stride-1 kernels
 -----------------------------------
 On the CPU, stride-1 undilated convolutions with 2x2 to 5x5 kernels, at least
-16 channels per group and enough images to make 128 output tiles (AlexNet's
-conv2-conv5 from batch 2 or so, VGG's layers, most of ResNet's) go through
+16 channels per group and at least 700 output pixels per call (AlexNet's conv2 from
+batch 1 and conv3-conv5 from batch 5, VGG's layers, ResNet's from batch 1 on 28 x 28) go through
 ``conv2d_winograd.py`` instead, which needs 2.4-4.6x fewer multiplications on
 AlexNet's layers; ``set_algorithm`` forces im2col + GEMM everywhere.
 
@@ -154,7 +154,7 @@ def set_algorithm(name):
     * ``"auto"`` (default): 1x1 unpadded undilated convolutions as plain GEMMs (see above);
       on the CPU, Winograd F(m, r) (``conv2d_winograd.py``) where it applies and pays --
       float32/float64, stride 1, undilated square 2x2 to 5x5 kernels, at least 16 channels
-      per group and 128 output tiles per call (``conv2d_winograd.supports``); im2col + GEMM
+      per group and 700 output pixels per call (``conv2d_winograd.supports``); im2col + GEMM
       everywhere else;
     * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate).
 

@@ -343,18 +343,19 @@ def _filter_gradient(grad_u, g):
 _TILE_CANDIDATES = (2, 3, 4)
 #: below this many channels per group the GEMMs are too thin for Winograd to pay
 MIN_CHANNELS = 16
-#: below this many output tiles per call (batch x tiles per image) the GEMMs are too short to pay:
-#: at batch 1 (25 tiles of AlexNet's 13 x 13 layers) im2col was faster, from about 150 tiles
-#: Winograd was faster on every layer (2 threads; the timings: benchmarks/README.md, "Measurements behind the kernels' design")
-MIN_TILES = 128
+#: below this many output pixels per call (batch x OH x OW) the GEMMs are too short to pay.  Counted
+#: in pixels, not tiles: one rule then fits every layer measured on 2 threads (timings:
+#: benchmarks/README.md, "Measurements behind the kernels' design") -- Winograd won from 729 pixels
+#: (AlexNet's conv2 at batch 1, 81 tiles of 3x3; ResNet's 28 x 28 layers at batch 1, 49 tiles of
+#: 4x4) and lost at 676 and below (AlexNet's 13 x 13 layers up to batch 4, 100 tiles of 3x3)
+MIN_PIXELS = 700
 
 
 def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles=None):
     """True where F(m, r) applies and pays: square r x r kernel (r = 2..5), stride 1, dilation 1,
-    padding < r, at least ``MIN_CHANNELS`` input and output channels per group and
-    ``min_tiles`` output tiles in the batch (default: this module's ``MIN_TILES``, read at the call)."""
-    if min_tiles is None:
-        min_tiles = MIN_TILES
+    padding < r, at least ``MIN_CHANNELS`` input and output channels per group, and at least
+    ``MIN_PIXELS`` output pixels in the batch (read at the call) or, where ``min_tiles`` is given
+    (the space-to-depth rewriting's own rule), that many output tiles."""
     batch, channels, height, width = x_shape
     out_channels, _, kh, kw = weight_shape
     if not (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
@@ -362,6 +363,8 @@ def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles
             and out_channels // groups >= MIN_CHANNELS):
         return False
     out_h, out_w = height + 2 * padding[0] - kh + 1, width + 2 * padding[1] - kw + 1
+    if min_tiles is None:
+        return batch * out_h * out_w >= MIN_PIXELS
     m = choose_tile(kh, out_h, out_w)
     return batch * (-(-out_h // m)) * (-(-out_w // m)) >= min_tiles
 

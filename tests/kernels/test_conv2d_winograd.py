@@ -152,7 +152,12 @@ def test_conv2d_dispatch_and_set_algorithm():
 
     x_shape, weight_shape = (6, 32, 13, 13), (48, 32, 3, 3)        # 6 images x 25 tiles of 3 x 3
     assert chosen(x_shape, weight_shape) == "winograd"
-    assert chosen((1, 32, 13, 13), weight_shape) == "im2col"                  # too few tiles
+    assert chosen((1, 32, 13, 13), weight_shape) == "im2col"                  # too few pixels
+    # the threshold counts output pixels (MIN_PIXELS = 700), whatever the tile size
+    assert chosen((4, 32, 13, 13), weight_shape) == "im2col"                  # 676 pixels, 100 tiles
+    assert chosen((5, 32, 13, 13), weight_shape) == "winograd"                # 845 pixels, 125 tiles
+    assert chosen((1, 32, 28, 28), weight_shape) == "winograd"                # 784 pixels, 49 tiles of 4 x 4
+    assert chosen((1, 32, 27, 27), (48, 32, 5, 5), padding=(2, 2)) == "winograd"   # AlexNet's conv2, batch 1
     assert chosen(x_shape, weight_shape, dtype=np.float16) == "im2col"
     assert chosen(x_shape, weight_shape, stride=(2, 2)) == "im2col"
     assert chosen(x_shape, weight_shape, dilation=(2, 2)) == "im2col"

@@ -28,7 +28,7 @@ def test_conv2d_function_gradcheck(device, monkeypatch):
     lowered so that it runs at gradcheck sizes) next to im2col + GEMM."""
     from tinynet.kernels import conv2d as conv2d_kernels, conv2d_winograd
     monkeypatch.setattr(conv2d_winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(conv2d_winograd, "MIN_TILES", 1)
+    monkeypatch.setattr(conv2d_winograd, "MIN_PIXELS", 1)
     small = device != "cpu"
 
     @settings(max_examples=examples(device, cpu=25, gpu=6))
