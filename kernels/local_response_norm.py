@@ -160,30 +160,27 @@ def _forward_tasks(x, y, scale, size, alpha, beta, k, pixels_per_task, first, la
         n = task // blocks
         start = (task % blocks) * pixels_per_task
         stop = min(start + pixels_per_task, pixels)
-        # this task's pixels as slices, the loops counting from 0 (_numba.py, "Loops that vectorise")
-        xs, ys, scales = x[n, :, start:stop], y[n, :, start:stop], scale[n, :, start:stop]
-        width = stop - start
-        window_sum = numpy.zeros(width, numpy.float64)
+        window_sum = numpy.zeros(stop - start, numpy.float64)
         # the window of channel 0 is [0, after]; channel `after` enters in the loop
         for c in range(min(after, channels)):
-            for p in range(width):
-                value = numpy.float64(xs[c, p])
-                window_sum[p] += value * value
+            for p in range(start, stop):
+                value = numpy.float64(x[n, c, p])
+                window_sum[p - start] += value * value
         for c in range(channels):
             entering = c + after
             if entering < channels:
-                for p in range(width):
-                    value = numpy.float64(xs[entering, p])
-                    window_sum[p] += value * value
-            for p in range(width):
-                total = max(window_sum[p], 0.0)
-                scales[c, p] = k + alpha * total
-                ys[c, p] = _divide_by_power(xs[c, p], scales[c, p], beta, three_quarters)
+                for p in range(start, stop):
+                    value = numpy.float64(x[n, entering, p])
+                    window_sum[p - start] += value * value
+            for p in range(start, stop):
+                total = max(window_sum[p - start], 0.0)
+                scale[n, c, p] = k + alpha * total
+                y[n, c, p] = _divide_by_power(x[n, c, p], scale[n, c, p], beta, three_quarters)
             leaving = c - before
             if leaving >= 0:
-                for p in range(width):
-                    value = numpy.float64(xs[leaving, p])
-                    window_sum[p] -= value * value
+                for p in range(start, stop):
+                    value = numpy.float64(x[n, leaving, p])
+                    window_sum[p - start] -= value * value
 
 
 def _forward_cpu(x, y, scale, size, alpha, beta, k, pixels_per_task):
@@ -204,26 +201,25 @@ def _backward_tasks(grad_output, x, y, scale, grad_input, size, two_alpha_beta, 
         n = task // blocks
         start = (task % blocks) * pixels_per_task
         stop = min(start + pixels_per_task, pixels)
-        dys, xs, ys = grad_output[n, :, start:stop], x[n, :, start:stop], y[n, :, start:stop]
-        scales, dxs = scale[n, :, start:stop], grad_input[n, :, start:stop]
-        width = stop - start
         # running sum of dy_c * y_c / s_c over the mirrored window
-        window_sum = numpy.zeros(width, numpy.float64)
+        window_sum = numpy.zeros(stop - start, numpy.float64)
         for c in range(min(before, channels)):
-            for p in range(width):
-                window_sum[p] += (numpy.float64(dys[c, p]) * ys[c, p]) / scales[c, p]
+            for p in range(start, stop):
+                window_sum[p - start] += (numpy.float64(grad_output[n, c, p]) * y[n, c, p]) / scale[n, c, p]
         for j in range(channels):
             entering = j + before
             if entering < channels:
-                for p in range(width):
-                    window_sum[p] += (numpy.float64(dys[entering, p]) * ys[entering, p]) / scales[entering, p]
-            for p in range(width):
-                direct = _divide_by_power(dys[j, p], scales[j, p], beta, three_quarters)
-                dxs[j, p] = direct - two_alpha_beta * xs[j, p] * window_sum[p]
+                for p in range(start, stop):
+                    window_sum[p - start] += ((numpy.float64(grad_output[n, entering, p]) * y[n, entering, p])
+                                              / scale[n, entering, p])
+            for p in range(start, stop):
+                direct = _divide_by_power(grad_output[n, j, p], scale[n, j, p], beta, three_quarters)
+                grad_input[n, j, p] = direct - two_alpha_beta * x[n, j, p] * window_sum[p - start]
             leaving = j - after
             if leaving >= 0:
-                for p in range(width):
-                    window_sum[p] -= (numpy.float64(dys[leaving, p]) * ys[leaving, p]) / scales[leaving, p]
+                for p in range(start, stop):
+                    window_sum[p - start] -= ((numpy.float64(grad_output[n, leaving, p]) * y[n, leaving, p])
+                                              / scale[n, leaving, p])
 
 
 def _backward_cpu(grad_output, x, y, scale, grad_input, size, two_alpha_beta, beta, pixels_per_task):
