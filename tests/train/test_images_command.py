@@ -266,6 +266,18 @@ def test_the_smallest_image_size_is_computed_from_the_model():
     assert alexnet_catdog.smallest_input_size(TinyNet(), start=20) == 20  # already fine: nothing to search
 
 
+def test_the_size_check_runs_the_training_kernels_not_the_inference_ones(monkeypatch):
+    """The crop-size check records its graph, so the first training step finds its pooling kernel
+    compiled and nothing else is compiled before it (cold start, benchmarks/README.md)."""
+    from tinynet.kernels import max_pool2d
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the size check ran max pooling's inference kernel")
+
+    monkeypatch.setattr(max_pool2d, "max_pool2d_values", refused)
+    assert alexnet_catdog.smallest_input_size(TinyNet()) == 8
+
+
 @pytest.mark.parametrize("kernel, smallest", [(3, 8), (5, 10)])
 def test_a_crop_too_small_for_the_model_names_the_smallest_size(monkeypatch, photos, tmp_path, capsys,
                                                                 kernel, smallest):
