@@ -280,43 +280,41 @@ _pool_values = device_paths(_values_cpu, _values_gpu)
 _route_gradients = device_paths(_route_gradients_cpu, _route_gradients_gpu)
 
 
+def _checked_planes(x, kernel_size, stride, padding, ceil_mode):
+    """x as contiguous (N*C, H, W) planes, the output shape (N, C, OH, OW) and the window as the
+    kernels' six integers, after the checks that name what was expected."""
+    op = "max_pool2d"
+    check_4d(op, x)
+    check_floating(op, x)
+    kernel, stride, padding, _, (out_h, out_w), _ = window(
+        op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
+    batch, channels, height, width = x.shape
+    planes = get_array_module(x).ascontiguousarray(x).reshape(batch * channels, height, width)
+    geometry = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+    return planes, (batch, channels, out_h, out_w), geometry
+
+
 def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling of ``x`` (N, C, H, W) -> ``(y, argmax)``, both (N, C, OH, OW).
 
     ``argmax`` holds ``h*W + w`` of each window's winner (int32, or int64 for
     planes of more than 2**31 pixels); keep it for :func:`max_pool2d_backward`.
     """
-    op = "max_pool2d"
-    check_4d(op, x)
-    check_floating(op, x)
-    kernel, stride, padding, _, (out_h, out_w), _ = window(
-        op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
+    planes, out_shape, geometry = _checked_planes(x, kernel_size, stride, padding, ceil_mode)
     xp = get_array_module(x)
-    batch, channels, height, width = x.shape
-    planes = xp.ascontiguousarray(x).reshape(batch * channels, height, width)
-    y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
-    argmax = xp.empty((batch, channels, out_h, out_w), dtype=_argmax_dtype(height, width))
-    y_planes = y.reshape(batch * channels, out_h, out_w)
-    argmax_planes = argmax.reshape(batch * channels, out_h, out_w)
-    arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-    _pool(planes, y_planes, argmax_planes, *arguments)
+    y = xp.empty(out_shape, dtype=x.dtype)
+    argmax = xp.empty(out_shape, dtype=_argmax_dtype(x.shape[2], x.shape[3]))
+    plane_shape = (planes.shape[0],) + out_shape[2:]
+    _pool(planes, y.reshape(plane_shape), argmax.reshape(plane_shape), *geometry)
     return y, argmax
 
 
 def max_pool2d_values(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """The y of :func:`max_pool2d_forward` without the argmax, for when no backward pass follows:
     on the CPU a loop over whole output rows, about twice as fast per thread."""
-    op = "max_pool2d"
-    check_4d(op, x)
-    check_floating(op, x)
-    kernel, stride, padding, _, (out_h, out_w), _ = window(
-        op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
-    xp = get_array_module(x)
-    batch, channels, height, width = x.shape
-    y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
-    _pool_values(xp.ascontiguousarray(x).reshape(batch * channels, height, width),
-                 y.reshape(batch * channels, out_h, out_w),
-                 kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
+    planes, out_shape, geometry = _checked_planes(x, kernel_size, stride, padding, ceil_mode)
+    y = get_array_module(x).empty(out_shape, dtype=x.dtype)
+    _pool_values(planes, y.reshape((planes.shape[0],) + out_shape[2:]), *geometry)
     return y
 
 
