@@ -32,8 +32,8 @@ keeps every window from being pure padding; we raise ValueError otherwise.
 Without a backward pass (``inference``: ``no_grad``, evaluation, ``--predict``) the argmax is
 not needed, and the CPU computes the maxima alone a whole output row at a time
 (``_values_tasks``): every window row and column offset updates all the outputs of the row in
-one vectorisable loop, twice as fast per thread as the window-at-a-time loop that also tracks
-the winner, and the same bits.
+one loop, two to three times as fast as the window-at-a-time loop that also tracks the winner
+(benchmarks/README.md, "Measurements behind the design"), and the same bits.
 
 Backward
 --------
@@ -311,7 +311,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 
 def max_pool2d_values(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """The y of :func:`max_pool2d_forward` without the argmax, for when no backward pass follows:
-    on the CPU a loop over whole output rows, about twice as fast per thread."""
+    on the CPU a loop over whole output rows, two to three times as fast."""
     planes, out_shape, geometry = _checked_planes(x, kernel_size, stride, padding, ceil_mode)
     y = get_array_module(x).empty(out_shape, dtype=x.dtype)
     _pool_values(planes, y.reshape((planes.shape[0],) + out_shape[2:]), *geometry)
