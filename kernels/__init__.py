@@ -8,6 +8,7 @@ node of the graph:
 
     forward(*inputs, **hyperparameters)             -> (outputs, saved)
     backward(grad_outputs, saved, needs_input_grad) -> one gradient (or None) per input
+    inference(*inputs, **hyperparameters)           -> outputs   (optional: no graph recorded)
 
 The CPU and GPU paths of an op sit side by side in its file and are paired once
 with ``_paths.device_paths``, which runs the one for the device the data lives
