@@ -31,8 +31,8 @@ starts no process.  Nor does it where no core is idle (load average above the us
 one): the child's compiling then only takes CPU time from this process, which compiles each
 kernel at its first call instead.  On a 2-core machine the README's training command reached its
 first step after 60-81 s with the child against 39-55 s without at load average 7-9; on an idle
-one the child saved 0.6 s in one sitting and cost 1.9 s in another (benchmarks/README.md, "Cold
-start"), which is why the training loop does not call it.  ``TINYNET_WARM_UP=0`` turns it off.
+one the child gained nothing in one sitting (8.39 against 8.18 s) and cost 1.1 s in another
+(benchmarks/README.md, "Cold start"), which is why the training loop does not call it.  ``TINYNET_WARM_UP=0`` turns it off.
 """
 import os
 import subprocess

@@ -87,7 +87,7 @@ def columns_shape(input_shape, kernel_size, stride, padding, dilation=(1, 1)):
 
 # ------------------------------------------------------------------ CPU kernels
 @njit(cache=True, inline="always")
-def _inside_range(offset, stride, size, out_size):
+def inside_range(offset, stride, size, out_size):
     """Output positions o in [first, last) with 0 <= o*stride + offset < size.
 
     Python's floor division rounds toward -inf, so ceil(a/b) = -((-a)//b).
@@ -114,11 +114,11 @@ def _im2col_tasks(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
         n = task - c * batch
         plane = image[n, c]
         for i in range(kernel_h):
-            first_oh, last_oh = _inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
+            first_oh, last_oh = inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
             for j in range(kernel_w):
                 row = (c * kernel_h + i) * kernel_w + j
                 offset_w = j * dilation_w - pad_w
-                first_ow, last_ow = _inside_range(offset_w, stride_w, width, out_w)
+                first_ow, last_ow = inside_range(offset_w, stride_w, width, out_w)
                 block = cols[row, n * pixels:(n + 1) * pixels]           # this image's columns
                 for oh in range(out_h):
                     segment = block[oh * out_w:(oh + 1) * out_w]
@@ -153,11 +153,11 @@ def _col2im_tasks(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
         plane = image[n, c]
         plane[:, :] = 0
         for i in range(kernel_h):
-            first_oh, last_oh = _inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
+            first_oh, last_oh = inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
             for j in range(kernel_w):
                 row = (c * kernel_h + i) * kernel_w + j
                 offset_w = j * dilation_w - pad_w
-                first_ow, last_ow = _inside_range(offset_w, stride_w, width, out_w)
+                first_ow, last_ow = inside_range(offset_w, stride_w, width, out_w)
                 block = cols[row, n * pixels:(n + 1) * pixels]
                 for oh in range(first_oh, last_oh):
                     h = oh * stride_h - pad_h + i * dilation_h

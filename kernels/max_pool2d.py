@@ -66,7 +66,7 @@ from tinynet.backend import get_array_module
 from ._checks import check_4d, check_floating
 from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
-from .im2col import _inside_range
+from .im2col import inside_range
 from ._paths import device_paths, one_thread_per_element
 
 _INT32_MAX = 2**31 - 1
@@ -147,7 +147,7 @@ def _values_tasks(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, fi
                 for j in range(kernel_w):
                     # the outputs whose column ow*stride_w + offset lies inside the row
                     offset = j - pad_w
-                    first_ow, last_ow = _inside_range(offset, stride_w, width, out_w)
+                    first_ow, last_ow = inside_range(offset, stride_w, width, out_w)
                     _take_max(row_out[first_ow:last_ow], row[first_ow * stride_w + offset:], stride_w,
                               last_ow - first_ow)
 
