@@ -103,6 +103,23 @@ def test_col2im_matches_definition(config, seed):
                                rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=30)
+@given(st.integers(1, 70), st.integers(1, 5), st.integers(1, 2), st.integers(0, 2),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31 - 1))
+def test_im2col_and_col2im_on_rows_wider_than_a_vector(width, kernel, stride, padding, dtype, seed):
+    """Rows of up to 70 pixels: the stride-1 copies run as SIMD loops with a vector body and a
+    remainder, which the short rows of ``window_configs`` never reach."""
+    shape = (2, 2, 4, max(width, kernel - 2 * padding))
+    window = ((3, kernel), (1, stride), (1, padding), (1, 1))     # rows of padding above and below
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(im2col(x, *window), reference_im2col(x, *window))
+    cols = rng.standard_normal(columns_shape(shape, *window)).astype(dtype)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(col2im(cols, shape, *window), reference_col2im(cols, shape, *window),
+                               rtol=tolerance, atol=tolerance)
+
+
 @settings(max_examples=60)
 @given(window_configs(), st.integers(0, 2**31 - 1))
 def test_col2im_is_the_adjoint_of_im2col(config, seed):
