@@ -66,9 +66,18 @@ from tinynet import backend  # noqa: E402
 #: ~10 us of a numba call from Python
 RANGES_PER_THREAD = 4
 
-#: elements per range, at least, for the elementwise kernels (ReLU's backward, the SGD step):
-#: a range of fewer costs more to hand to a thread than to compute
-ELEMENTWISE_GRAIN = 1 << 15
+#: elements per range, at least, for the elementwise kernels (ReLU, BatchNorm's passes, the SGD
+#: step): handing a range to a sleeping pool thread costs 30-100 us (waking it, then the GIL), as
+#: long as one thread takes for 0.5 M float32 elements.  On the 2-vCPU AMD EPYC of
+#: benchmarks/README.md ReLU's backward took 37 us on one thread against 121 on two at 256 K
+#: elements, 158 against 136 at 1 M, 452 against 299 at 2 M; so a second thread joins from 1 M.
+ELEMENTWISE_GRAIN = 1 << 19
+
+
+def grain_for(elements_per_task):
+    """``grain`` for :func:`parallel_tasks` when each task is an elementwise pass over
+    ``elements_per_task`` elements: ranges of at least ``ELEMENTWISE_GRAIN`` elements."""
+    return max(1, -(-ELEMENTWISE_GRAIN // max(int(elements_per_task), 1)))
 
 _pool = None
 _pool_threads = 0

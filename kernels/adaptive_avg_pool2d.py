@@ -25,7 +25,7 @@ contain it (no atomics, deterministic, the same order of additions as the CPU).
 from tinynet.backend import get_array_module
 
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
-from ._numba import cuda, njit, parallel_tasks
+from ._numba import cuda, grain_for, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
 
 
@@ -54,7 +54,8 @@ def _adaptive_forward_tasks(x, y, first, last):
 
 
 def _adaptive_forward_cpu(x, y):
-    parallel_tasks(_adaptive_forward_tasks, x.shape[0], x, y)
+    # each input element is read once (bins overlap by at most a row or column): an elementwise pass
+    parallel_tasks(_adaptive_forward_tasks, x.shape[0], x, y, grain=grain_for(x.shape[1] * x.shape[2]))
 
 
 @njit(cache=True, nogil=True)
@@ -73,7 +74,8 @@ def _adaptive_backward_tasks(grad_output, grad_input, first, last):
 
 
 def _adaptive_backward_cpu(grad_output, grad_input):
-    parallel_tasks(_adaptive_backward_tasks, grad_input.shape[0], grad_output, grad_input)
+    parallel_tasks(_adaptive_backward_tasks, grad_input.shape[0], grad_output, grad_input,
+                   grain=grain_for(grad_input.shape[1] * grad_input.shape[2]))
 
 
 # ----------------------------------------------------------------- GPU kernels

@@ -81,7 +81,7 @@ are also accumulated in float64.
 import numpy
 
 from ._checks import check_floating
-from ._numba import njit, parallel_tasks
+from ._numba import grain_for, njit, parallel_tasks
 from ._paths import array_module, device_paths
 
 _OP = "batch_norm"
@@ -115,7 +115,8 @@ def _channel_statistics_tasks(x, mean, variance, first, last):
 
 
 def _channel_statistics_cpu(x, mean, variance):
-    parallel_tasks(_channel_statistics_tasks, x.shape[1], x, mean, variance)
+    parallel_tasks(_channel_statistics_tasks, x.shape[1], x, mean, variance,
+                   grain=grain_for(2 * x.shape[0] * x.shape[2]))          # two passes over a channel
 
 
 @njit(cache=True, nogil=True)
@@ -130,7 +131,8 @@ def _scale_and_shift_tasks(x, scale, shift, y, first, last):
 
 
 def _scale_and_shift_cpu(x, scale, shift, y):
-    parallel_tasks(_scale_and_shift_tasks, x.shape[0] * x.shape[1], x, scale, shift, y)
+    parallel_tasks(_scale_and_shift_tasks, x.shape[0] * x.shape[1], x, scale, shift, y,
+                   grain=grain_for(x.shape[2]))
 
 
 @njit(**SUMS)
@@ -149,7 +151,8 @@ def _gradient_sums_tasks(grad_y, x, mean, sum_dy, sum_dy_xmu, first, last):
 
 
 def _gradient_sums_cpu(grad_y, x, mean, sum_dy, sum_dy_xmu):
-    parallel_tasks(_gradient_sums_tasks, x.shape[1], grad_y, x, mean, sum_dy, sum_dy_xmu)
+    parallel_tasks(_gradient_sums_tasks, x.shape[1], grad_y, x, mean, sum_dy, sum_dy_xmu,
+                   grain=grain_for(x.shape[0] * x.shape[2]))
 
 
 @njit(cache=True, nogil=True)
@@ -164,7 +167,8 @@ def _input_gradient_tasks(grad_y, x, k_dy, k_x, k_const, grad_x, first, last):
 
 
 def _input_gradient_cpu(grad_y, x, k_dy, k_x, k_const, grad_x):
-    parallel_tasks(_input_gradient_tasks, x.shape[0] * x.shape[1], grad_y, x, k_dy, k_x, k_const, grad_x)
+    parallel_tasks(_input_gradient_tasks, x.shape[0] * x.shape[1], grad_y, x, k_dy, k_x, k_const, grad_x,
+                   grain=grain_for(x.shape[2]))
 
 
 # ----------------------------------------------------------------- the same passes, GPU

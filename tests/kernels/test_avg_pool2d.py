@@ -200,6 +200,28 @@ def test_adaptive_backward_matches_numerical_gradient(case):
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_adaptive_split_into_ranges_matches_naive_loops(threads, monkeypatch):
+    """The passes take ranges of at least ``ELEMENTWISE_GRAIN`` input elements; with the grain
+    made small, 2x5 planes split into ranges of one or two, each pooling its own planes."""
+    from tinynet import backend
+    from tinynet.kernels import _numba
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 5, 9, 7))
+    grad_output = rng.standard_normal((2, 5, 4, 3))
+    previous = backend.get_num_threads()
+    monkeypatch.setattr(_numba, "ELEMENTWISE_GRAIN", 100)
+    backend.set_num_threads(threads)
+    try:
+        y = adaptive_avg_pool2d_forward(x, (4, 3))
+        grad_input = adaptive_avg_pool2d_backward(grad_output, x.shape)
+    finally:
+        backend.set_num_threads(previous)
+    np.testing.assert_allclose(y, naive_adaptive_avg_pool2d(x, (4, 3)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad_input, naive_adaptive_avg_pool2d_backward(grad_output, x.shape),
+                               rtol=1e-12, atol=1e-12)
+
+
 def test_adaptive_bins_follow_pytorch():
     # 13 -> 6: bins of 3 rows starting at 0, 2, 4, 6, 8, 10 (neighbours overlap by one row)
     x = np.arange(13.0).reshape(1, 1, 13, 1)

@@ -176,3 +176,36 @@ def test_gpu_path_matches_the_cpu(gpu_xp):
                            layer.bias.grad.numpy(), tinynet.backend.to_numpy(layer.running_var)]
     for cpu, gpu in zip(results["cpu"], results["gpu"]):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_passes_split_into_ranges_match_torch(threads, monkeypatch):
+    """Each pass takes ranges of at least ``ELEMENTWISE_GRAIN`` elements (channels or planes);
+    with the grain made small, these shapes split into many ranges, and every range must
+    compute its own channels: the results against torch's, in training and in evaluation."""
+    from tinynet import backend
+    from tinynet.kernels import _numba
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 7, 5, 6)) * 2 + 1
+    weight, bias = rng.uniform(0.5, 2, 7), rng.standard_normal(7)
+    grad = rng.standard_normal(x.shape)
+    previous = backend.get_num_threads()
+    monkeypatch.setattr(_numba, "ELEMENTWISE_GRAIN", 40)        # 1-2 planes, or one channel, per range
+    backend.set_num_threads(threads)
+    try:
+        for training in (True, False):
+            running = [np.full(7, 0.5), np.full(7, 2.0)]
+            y, saved = kernel.forward(x, weight, bias, running_mean=running[0], running_var=running[1],
+                                      training=training)
+            grads = kernel.backward(grad, saved)
+            tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
+            running_t = [torch.full((7,), 0.5, dtype=torch.float64), torch.full((7,), 2.0, dtype=torch.float64)]
+            y_t = torch.nn.functional.batch_norm(tensors[0], *running_t, tensors[1], tensors[2], training=training)
+            y_t.backward(torch.tensor(grad))
+            np.testing.assert_allclose(y, y_t.detach().numpy(), rtol=1e-10, atol=1e-10)
+            for mine, theirs in zip(running, running_t):
+                np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-10, atol=1e-10)
+            for mine, tensor in zip(grads, tensors):
+                np.testing.assert_allclose(mine, tensor.grad.numpy(), rtol=1e-9, atol=1e-9)
+    finally:
+        backend.set_num_threads(previous)

@@ -242,6 +242,34 @@ def test_relu_backward_split_into_ranges_selects_each_elements_own_gradient(thre
     np.testing.assert_array_equal(result, np.where(y > 0, grad_output, 0))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_forward_loop_gives_the_bits_of_maximum(threads, dtype):
+    """From 4096 contiguous elements the CPU forward is a numba loop, split into ranges past
+    ELEMENTWISE_GRAIN: NaN kept, -0 and negative infinity to +0, in place or not, every range its
+    own elements; non-contiguous inputs take ``maximum`` itself."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(3 * ELEMENTWISE_GRAIN + 4099).astype(dtype)
+    specials = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, -np.nan], dtype=dtype)
+    x[rng.choice(x.size, 600, replace=False)] = np.tile(specials, 100)
+    expected = np.maximum(x, dtype(0))
+    previous = backend.get_num_threads()
+    backend.set_num_threads(threads)
+    try:
+        for case in (x, x[:5000], x[:7 * 5000].reshape(-1, 7)[:, ::2]):
+            y = relu_forward(case)
+            assert y.dtype == dtype and y.shape == case.shape
+            reference = np.maximum(case, dtype(0))
+            np.testing.assert_array_equal(y, reference)
+            np.testing.assert_array_equal(np.signbit(y), np.signbit(reference))
+        in_place = x.copy()
+        assert relu_forward(in_place, out=in_place) is in_place
+        np.testing.assert_array_equal(np.signbit(in_place), np.signbit(expected))
+        np.testing.assert_array_equal(in_place, expected)
+    finally:
+        backend.set_num_threads(previous)
+
+
 def test_relu_in_place():
     x = np.array([[-1.0, 2.0], [3.0, -4.0]], dtype=np.float32)
     y = relu_forward(x, out=x)
