@@ -32,8 +32,8 @@ def _choose_cache_dir():
 _choose_cache_dir()
 
 import itertools  # noqa: E402
+import queue  # noqa: E402
 import threading  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numba  # noqa: E402  (must come after the cache folder is settled)
 from numba import cuda, njit  # noqa: E402,F401
@@ -49,7 +49,7 @@ from tinynet import backend  # noqa: E402
 #   first training step took 13.3 CPU-s to compile with prange, 4.8 in this form (benchmarks/README.md);
 # * numba's threading layer (a second GNU OpenMP runtime beside PyTorch's, or TBB, or its
 #   workqueue) is never started, so nothing spins between kernels and nothing needs
-#   OMP_WAIT_POLICY: idle pool threads block on a condition variable;
+#   OMP_WAIT_POLICY: idle pool threads block on their job queue;
 # * the threads survive ``fork`` (the pool is rebuilt in the child), which GNU OpenMP does not.
 #
 # Each task writes only its own outputs, so how the ranges are split never changes a result:
@@ -79,30 +79,43 @@ def grain_for(elements_per_task):
     ``elements_per_task`` elements: ranges of at least ``ELEMENTWISE_GRAIN`` elements."""
     return max(1, -(-ELEMENTWISE_GRAIN // max(int(elements_per_task), 1)))
 
-_pool = None
-_pool_threads = 0
-_pool_lock = threading.Lock()
+class _Workers:
+    """Daemon threads that run the callables put on one queue, started as they are first needed.
+
+    A ``queue.SimpleQueue`` (C code) hands a job over in a few microseconds; the call's other
+    synchronisation is two C-level primitives as well (a counter under the GIL, a lock released by
+    the range that finishes last), because on 2 cores each microsecond of Python between the
+    caller's kernel call and its return is a microsecond of every small kernel.
+    """
+
+    def __init__(self):
+        self.jobs = queue.SimpleQueue()
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def ensure(self, count):
+        if self.count >= count:
+            return
+        with self.lock:
+            while self.count < count:
+                threading.Thread(target=self._serve, name=f"tinynet-kernel-{self.count}", daemon=True).start()
+                self.count += 1
+
+    def _serve(self):
+        while True:
+            self.jobs.get()()
 
 
-def _forget_pool_after_fork():
-    global _pool, _pool_threads, _pool_lock
-    _pool, _pool_threads, _pool_lock = None, 0, threading.Lock()
+_workers = _Workers()
+
+
+def _forget_workers_after_fork():
+    global _workers
+    _workers = _Workers()       # the parent's threads do not exist in the child
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_after_fork)
-
-
-def _workers(count):
-    """The pool, with at least ``count`` threads (created at the first parallel kernel)."""
-    global _pool, _pool_threads
-    with _pool_lock:
-        if _pool is None or _pool_threads < count:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(count, thread_name_prefix="tinynet-kernel")
-            _pool_threads = count
-        return _pool
+    os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
 def parallel_tasks(kernel, tasks, *arguments, grain=1):
@@ -116,17 +129,18 @@ def parallel_tasks(kernel, tasks, *arguments, grain=1):
     if tasks <= 0:
         return
     wait_for_warm_up(kernel)
-    threads = min(backend.get_num_threads(), tasks // max(int(grain), 1))
+    grain = max(int(grain), 1)
+    threads = min(backend.get_num_threads(), tasks // grain)
     if threads <= 1:
         kernel(*arguments, 0, tasks)
         return
-    ranges = min(tasks // max(int(grain), 1), threads * RANGES_PER_THREAD)
+    ranges = min(tasks // grain, threads * RANGES_PER_THREAD)
     bounds = [tasks * i // ranges for i in range(ranges + 1)]
     claim = itertools.count().__next__      # atomic under the GIL
-    finished = [0]
+    finish = itertools.count(1).__next__
     errors = []
-    done = threading.Event()
-    lock = threading.Lock()
+    done = threading.Lock()
+    done.acquire()                          # released by whichever thread finishes the last range
 
     def work():
         while True:
@@ -137,16 +151,15 @@ def parallel_tasks(kernel, tasks, *arguments, grain=1):
                 kernel(*arguments, bounds[index], bounds[index + 1])
             except BaseException as error:  # noqa: B036  (re-raised in the calling thread)
                 errors.append(error)
-            with lock:
-                finished[0] += 1
-                if finished[0] == ranges:
-                    done.set()
+            if finish() == ranges:
+                done.release()
 
-    pool = _workers(threads - 1)
+    workers = _workers
+    workers.ensure(threads - 1)
     for _ in range(threads - 1):
-        pool.submit(work)
+        workers.jobs.put(work)
     work()
-    done.wait()
+    done.acquire()
     if errors:
         raise errors[0]
 

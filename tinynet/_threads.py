@@ -16,7 +16,7 @@ that OpenBLAS reads only once:
     Where a BLAS lacks those exports (another BLAS, an OpenBLAS built with hidden symbols),
     tinynet warns once, at import, naming the variable to export.
 
-tinynet's kernel threads block on a condition variable when idle, so they need no setting, and
+tinynet's kernel threads block on their job queue when idle, so they need no setting, and
 tinynet never starts an OpenMP runtime: PyTorch's, if loaded, keeps its own defaults.
 
 A value the user exported is always respected.

@@ -184,3 +184,48 @@ def test_an_error_in_a_task_range_reaches_the_caller():
     finally:
         backend.set_num_threads(previous)
     assert sorted(calls)[0][0] == 0 and sum(last - first for first, last in calls) == 100
+
+
+class _SlowRanges:
+    """A stand-in kernel whose ranges sleep (releasing the GIL), noting the thread of each."""
+    overloads = {"compiled": True}
+
+    def __init__(self):
+        self.threads = set()
+
+    def __call__(self, first, last):
+        self.threads.add(threading.get_ident())
+        threading.Event().wait(0.01)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_parallel_kernels_on_threads_of_its_own():
+    """The parent's kernel threads do not exist in a forked child, so a range queued for them
+    would never run there: the child must start threads of its own."""
+    previous = backend.get_num_threads()
+    backend.set_num_threads(2)
+    try:
+        parent = _SlowRanges()
+        _numba.parallel_tasks(parent, 8)                 # starts the parent's kernel thread
+        assert len(parent.threads) == 2
+        pid = os.fork()
+        if pid == 0:                                     # the child: report through the exit status only
+            code = 3
+            try:
+                child = _SlowRanges()
+                _numba.parallel_tasks(child, 8)
+                code = 0 if len(child.threads) == 2 else 4
+            finally:
+                os._exit(code)
+        for _ in range(300):                             # 30 s
+            finished, status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                break
+            threading.Event().wait(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in a parallel kernel")
+    finally:
+        backend.set_num_threads(previous)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child ran every range on one thread"
