@@ -135,7 +135,7 @@ _OP = "conv2d"
 
 
 # ------------------------------------------------------------------ which algorithm
-_ALGORITHMS = ("auto", "im2col")
+_ALGORITHMS = ("auto", "im2col", "winograd")
 
 
 class _AlgorithmChoice(threading.local):
@@ -156,7 +156,12 @@ def set_algorithm(name):
       float32/float64, stride 1, undilated square 2x2 to 5x5 kernels, at least 16 channels
       per group and 700 output pixels per call (``conv2d_winograd.supports``); im2col + GEMM
       everywhere else;
-    * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate).
+    * ``"im2col"``: im2col + GEMM always (the textbook algorithm, and the most accurate);
+    * ``"winograd"``: as ``"auto"``, but Winograd (after space to depth, for strided layers it
+      turns into Winograd ones) wherever the layer's shape allows it, whatever the batch and image
+      size: a small forward pass then runs the kernels that a large batch of the same network
+      runs (the training loop's crop-size check uses it so that it compiles nothing the first
+      training step does not need).
 
     The GPU path never uses Winograd.  The environment variable ``TINYNET_CONV_ALGORITHM``
     sets every thread's initial choice; :func:`use_algorithm` changes it for a ``with`` block.
@@ -165,6 +170,11 @@ def set_algorithm(name):
         raise ValueError(f"{_OP}: algorithm must be one of {_ALGORITHMS}, got {name!r}")
     previous, _choice.name = _choice.name, name
     return previous
+
+
+def get_algorithm():
+    """This thread's choice: ``"auto"``, ``"im2col"`` or ``"winograd"`` (see :func:`set_algorithm`)."""
+    return _choice.name
 
 
 @contextlib.contextmanager
@@ -188,9 +198,12 @@ def choose_algorithm(x, weight_shape, stride, padding, dilation, groups):
         return "pointwise"
     # Winograd is a CPU path; float16 and other types stay on im2col: the transforms want float32/64
     if get_array_module(x) is numpy and x.dtype in (numpy.float32, numpy.float64):
-        if conv2d_winograd.supports(x.shape, weight_shape, stride, padding, dilation, groups):
+        any_size = _choice.name == "winograd"
+        if conv2d_winograd.supports(x.shape, weight_shape, stride, padding, dilation, groups,
+                                    any_size=any_size):
             return "winograd"
-        if conv2d_space_to_depth.supports(x.shape, weight_shape, stride, padding, dilation, groups):
+        if conv2d_space_to_depth.supports(x.shape, weight_shape, stride, padding, dilation, groups,
+                                          any_size=any_size):
             return "space_to_depth"
     return "im2col"
 

@@ -90,10 +90,11 @@ def transformed_shapes(x_shape, weight_shape, stride, padding):
 MIN_TILES = 1024
 
 
-def supports(x_shape, weight_shape, stride, padding, dilation, groups):
+def supports(x_shape, weight_shape, stride, padding, dilation, groups, any_size=False):
     """True for a strided, undilated convolution whose stride-1 form Winograd takes and that pays:
     a square kernel of ceil(k/s) = 3..5 taps, >= 16 channels per group after the rewriting, and
-    Winograd's other conditions (``conv2d_winograd.supports``) with at least ``MIN_TILES`` tiles."""
+    Winograd's other conditions (``conv2d_winograd.supports``) with at least ``MIN_TILES`` tiles
+    (``any_size``: whatever the number of tiles)."""
     if tuple(stride) == (1, 1) or tuple(dilation) != (1, 1):
         return False
     # Measured (benchmarks/README.md): the rewriting pays when the stride-1 form still has 3x3 or
@@ -107,7 +108,7 @@ def supports(x_shape, weight_shape, stride, padding, dilation, groups):
     if min(x_shape_s2d[2:]) < weight_shape_s2d[2]:
         return False
     return conv2d_winograd.supports(x_shape_s2d, weight_shape_s2d, (1, 1), (0, 0), (1, 1), groups,
-                                    min_tiles=MIN_TILES)
+                                    min_tiles=MIN_TILES, any_size=any_size)
 
 
 # ------------------------------------------------------------------ the rearrangements

@@ -351,11 +351,12 @@ MIN_CHANNELS = 16
 MIN_PIXELS = 700
 
 
-def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles=None):
+def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles=None, any_size=False):
     """True where F(m, r) applies and pays: square r x r kernel (r = 2..5), stride 1, dilation 1,
     padding < r, at least ``MIN_CHANNELS`` input and output channels per group, and at least
     ``MIN_PIXELS`` output pixels in the batch (read at the call) or, where ``min_tiles`` is given
-    (the space-to-depth rewriting's own rule), that many output tiles."""
+    (the space-to-depth rewriting's own rule), that many output tiles.  ``any_size``: whatever the
+    batch and image size (the layer's shape alone decides)."""
     batch, channels, height, width = x_shape
     out_channels, _, kh, kw = weight_shape
     if not (kh == kw and 2 <= kh <= 5 and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
@@ -363,6 +364,8 @@ def supports(x_shape, weight_shape, stride, padding, dilation, groups, min_tiles
             and out_channels // groups >= MIN_CHANNELS):
         return False
     out_h, out_w = height + 2 * padding[0] - kh + 1, width + 2 * padding[1] - kw + 1
+    if any_size:
+        return True
     if min_tiles is None:
         return batch * out_h * out_w >= MIN_PIXELS
     m = choose_tile(kh, out_h, out_w)

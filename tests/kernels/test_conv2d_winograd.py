@@ -175,12 +175,38 @@ def test_conv2d_dispatch_and_set_algorithm():
             conv2d_module.set_algorithm("fft")
     finally:
         conv2d_module.set_algorithm(previous)
+    # "winograd": every size; the layer's shape still decides
+    with conv2d_module.use_algorithm("winograd"):
+        assert conv2d_module.get_algorithm() == "winograd"
+        assert chosen((1, 32, 13, 13), weight_shape) == "winograd"
+        assert chosen((1, 32, 2, 2), weight_shape) == "winograd"
+        assert chosen((1, 3, 99, 99), (16, 3, 11, 11), stride=(4, 4), padding=(0, 0)) == "space_to_depth"
+        assert chosen(x_shape, weight_shape, stride=(2, 2)) == "im2col"
+        assert chosen((6, 3, 13, 13), (48, 3, 3, 3)) == "im2col"
+        assert chosen(x_shape, weight_shape, dtype=np.float16) == "im2col"
+        assert chosen(x_shape, (48, 32, 1, 1), padding=(0, 0)) == "pointwise"
+    assert conv2d_module.get_algorithm() == "auto"
+    assert chosen((1, 3, 99, 99), (16, 3, 11, 11), stride=(4, 4), padding=(0, 0)) == "im2col"
+
+
+def test_winograd_at_any_size_matches_im2col():
+    rng = np.random.default_rng(8)
+    for x_shape, weight_shape, padding in [((1, 16, 3, 3), (16, 16, 3, 3), 1), ((2, 16, 5, 4), (20, 16, 5, 5), 2),
+                                           ((1, 16, 2, 2), (16, 16, 2, 2), 0)]:
+        x = rng.standard_normal(x_shape)
+        weight = rng.standard_normal(weight_shape)
+        with conv2d_module.use_algorithm("winograd"):
+            y, saved = conv2d_module.forward(x, weight, None, padding=padding)
+        assert saved.algorithm == "winograd"
+        with conv2d_module.use_algorithm("im2col"):
+            expected, _ = conv2d_module.forward(x, weight, None, padding=padding)
+        np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_a_bad_algorithm_in_the_environment_names_the_variable(monkeypatch):
     monkeypatch.setattr(conv2d_module._choice, "name", "winograd-please")      # as if read from the env
     x = np.ones((1, 2, 5, 5), np.float32)
-    with pytest.raises(ValueError, match=r"TINYNET_CONV_ALGORITHM must be one of \('auto', 'im2col'\), "
+    with pytest.raises(ValueError, match=r"TINYNET_CONV_ALGORITHM must be one of \('auto', 'im2col', 'winograd'\), "
                                          r"got 'winograd-please'"):
         conv2d_forward(x, np.ones((2, 2, 3, 3), np.float32))
 

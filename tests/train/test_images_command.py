@@ -278,6 +278,31 @@ def test_the_size_check_runs_the_training_kernels_not_the_inference_ones(monkeyp
     assert alexnet_catdog.smallest_input_size(TinyNet()) == 8
 
 
+def test_the_size_check_runs_the_training_convolutions_not_im2col(monkeypatch):
+    """One image would take im2col, which no training batch of AlexNet runs; the check takes
+    Winograd wherever a layer's shape allows it instead (cold start, benchmarks/README.md), and
+    keeps a choice the user made."""
+    from tinynet import models
+    from tinynet.kernels import conv2d
+    from tinynet.train import images
+    chosen = []
+    original = conv2d.choose_algorithm
+
+    def recording(*args):
+        chosen.append(original(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(conv2d, "choose_algorithm", recording)
+    model = models.create("alexnet", num_classes=2)
+    assert images._forward_error(model, 128, "cpu") is None
+    assert chosen == ["space_to_depth", "winograd", "winograd", "winograd", "winograd"]
+    assert conv2d.get_algorithm() == "auto"
+    chosen.clear()
+    with conv2d.use_algorithm("im2col"):
+        assert images._forward_error(model, 128, "cpu") is None
+    assert chosen == ["im2col"] * 5
+
+
 @pytest.mark.parametrize("kernel, smallest", [(3, 8), (5, 10)])
 def test_a_crop_too_small_for_the_model_names_the_smallest_size(monkeypatch, photos, tmp_path, capsys,
                                                                 kernel, smallest):

@@ -335,11 +335,16 @@ def build_model(model_config):
 def _forward_error(model, size, device):
     """None if ``model`` runs on a (1, 3, size, size) input, else the ValueError its layers raise.
 
-    The graph is recorded (and dropped): the forward then runs the kernels the first training step
-    needs, where under ``no_grad`` max pooling would compile its inference kernel as well, 0.4
-    CPU-seconds more before the first step on an empty numba cache."""
+    The forward runs the kernels the first training step needs, so that on an empty numba cache
+    it compiles nothing that step would not: the graph is recorded (and dropped), where under
+    ``no_grad`` max pooling would compile its inference kernel (0.4 CPU-seconds); and convolutions
+    take Winograd wherever their shape allows, as a training batch's do, where this one image
+    would take im2col (0.7-0.8 CPU-seconds).  A user's own choice of algorithm is kept."""
+    from ..kernels import conv2d as conv2d_kernels
+    algorithm = "winograd" if conv2d_kernels.get_algorithm() == "auto" else conv2d_kernels.get_algorithm()
     try:
-        model(tinynet.tensor(np.zeros((1, 3, size, size), np.float32), device=device))
+        with conv2d_kernels.use_algorithm(algorithm):
+            model(tinynet.tensor(np.zeros((1, 3, size, size), np.float32), device=device))
         return None
     except ValueError as error:  # a layer's geometry check: kernel larger than its input, ...
         return error
