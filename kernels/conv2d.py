@@ -291,6 +291,17 @@ def forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     shape (N, O, OH, OW) and dtype of x, and the opaque ``saved`` that
     :func:`backward` needs (x, the weight, the settings and the algorithm chosen).
     """
+    return _forward(x, weight, bias, stride, padding, dilation, groups, keep_filters=False)
+
+
+def inference(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
+    """y alone, for a forward pass that records no graph: :func:`forward`'s result, except that
+    the Winograd path reuses the filters it transformed while the weight is unchanged
+    (``conv2d_winograd.kept_filters``)."""
+    return _forward(x, weight, bias, stride, padding, dilation, groups, keep_filters=True)[0]
+
+
+def _forward(x, weight, bias, stride, padding, dilation, groups, keep_filters):
     groups, kernel, stride, padding, dilation, (out_h, out_w) = _check_arguments(
         x, weight, bias, stride, padding, dilation, groups)
     xp = get_array_module(x, weight, bias)
@@ -300,7 +311,8 @@ def forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
     if algorithm == "pointwise":
         return _pointwise_forward(xp, x, weight, bias, stride, groups), saved
     if algorithm == "winograd":
-        return conv2d_winograd.winograd_conv2d_forward(x, weight, bias, padding, groups), saved
+        return conv2d_winograd.winograd_conv2d_forward(x, weight, bias, padding, groups,
+                                                       keep_filters=keep_filters), saved
     if algorithm == "space_to_depth":
         return conv2d_space_to_depth.forward(x, weight, bias, stride, padding, groups), saved
     batch = x.shape[0]

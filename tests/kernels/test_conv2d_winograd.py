@@ -280,3 +280,73 @@ def test_alexnet_shapes_match_torch_in_float32():
         for ours, theirs in zip(grads, tensors):
             reference = theirs.grad.numpy()
             assert np.abs(ours - reference).max() <= 1e-4 * np.abs(reference).max()
+
+
+# ------------------------------------------------------------------ filters kept for inference
+def _counting_transforms(monkeypatch):
+    calls = []
+    original = winograd._transform_filters
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(winograd, "_transform_filters", counted)
+    return calls
+
+
+def test_inference_reuses_the_filters_of_an_unchanged_weight_and_notices_any_change(monkeypatch):
+    calls = _counting_transforms(monkeypatch)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 16, 30, 30)).astype(np.float32)       # 900 pixels: Winograd
+    weight = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+
+    def fresh():
+        return conv2d_module.forward(x, weight, bias, padding=1)[0]
+
+    for _ in range(3):
+        assert np.array_equal(conv2d_module.inference(x, weight, bias, padding=1), fresh())
+    assert len(calls) == 1 + 3                                 # one kept transform, three forwards
+    for change in (lambda w: w.__setitem__((3, 2, 1, 1), w[3, 2, 1, 1] + 1),   # an in-place step
+                   lambda w: w.__setitem__((0, 0, 0, 0), -0.0),
+                   lambda w: w.__setitem__((0, 0, 0, 0), 0.0),                 # +0 after -0: other bits
+                   lambda w: w.__setitem__((5, 5, 2, 2), np.nan)):
+        change(weight)
+        calls.clear()
+        kept = conv2d_module.inference(x, weight, bias, padding=1)
+        assert len(calls) == 1, "a changed weight must be transformed again"
+        np.testing.assert_array_equal(kept, fresh())
+
+
+def test_kept_filters_go_with_their_weight_and_respect_the_budget(monkeypatch):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((1, 16, 30, 30)).astype(np.float32)
+    weight = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    before = len(winograd._kept)
+    conv2d_module.inference(x, weight, None, padding=1)
+    assert len(winograd._kept) == before + 1
+    del weight
+    assert len(winograd._kept) == before               # freed with the array
+    monkeypatch.setattr(winograd, "FILTER_CACHE_BYTES", winograd._kept_bytes[0])
+    calls = _counting_transforms(monkeypatch)
+    other = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    for _ in range(2):
+        np.testing.assert_array_equal(conv2d_module.inference(x, other, None, padding=1),
+                                      conv2d_module.forward(x, other, None, padding=1)[0])
+    assert len(calls) == 4 and len(winograd._kept) == before   # over budget: nothing kept
+
+
+def test_a_layer_without_a_graph_keeps_its_filters_and_matches_the_recorded_forward(monkeypatch):
+    import tinynet
+    from tinynet import nn
+    calls = _counting_transforms(monkeypatch)
+    layer = nn.Conv2d(16, 20, 3, padding=1)
+    x = tinynet.Tensor(np.random.default_rng(11).standard_normal((1, 16, 30, 30)).astype(np.float32))
+    recorded = layer(x).data
+    with tinynet.no_grad():
+        calls.clear()
+        first, second = layer(x).data, layer(x).data
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first, recorded)
+    np.testing.assert_array_equal(second, recorded)
