@@ -67,10 +67,11 @@ from tinynet import backend  # noqa: E402
 RANGES_PER_THREAD = 4
 
 #: elements per range, at least, for the elementwise kernels (ReLU, BatchNorm's passes, the SGD
-#: step): handing a range to a sleeping pool thread costs 30-100 us (waking it, then the GIL), as
-#: long as one thread takes for 0.5 M float32 elements.  On the 2-vCPU AMD EPYC of
-#: benchmarks/README.md ReLU's backward took 37 us on one thread against 121 on two at 256 K
-#: elements, 158 against 136 at 1 M, 452 against 299 at 2 M; so a second thread joins from 1 M.
+#: step): handing ranges to a sleeping pool thread costs 20-40 us (waking it, then the GIL), as
+#: long as one thread takes for a quarter to a half of a million float32 elements.  On the 2-vCPU
+#: AMD EPYC of benchmarks/README.md ReLU's backward took, on one thread against two, 37 / 48 us at
+#: 256 K elements, 72 / 63 at 512 K, 163 / 123 at 1 M, 469 / 285 at 2 M; inside a network, where
+#: the other thread has gone to sleep, a second thread paid later still.  It joins from 1 M.
 ELEMENTWISE_GRAIN = 1 << 19
 
 

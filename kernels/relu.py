@@ -25,10 +25,11 @@ The forward pass on the GPU is one array-module call, ``xp.maximum(x, 0)``,
 which keeps NaN (like PyTorch) and turns -0 into +0.  On the CPU a numba loop
 computes the same, ``0 if x <= 0 else x`` (NaN <= 0 is false, so NaN stays),
 at the speed of a copy: NumPy 2.4's ``maximum`` took 4x as long (75 against
-18 us on 200 K float32 elements, one thread).  The backward pass as array calls (``where(y > 0, dy, 0)``) makes
-two passes and a boolean temporary; on the CPU a numba loop does it in one
-parallel pass instead (what ``where`` cost AlexNet's training step: benchmarks/README.md, "Measurements behind the kernels' design").
-CuPy fuses ``where`` well enough.
+18 us on 200 K float32 elements, one thread).  The backward pass as array
+calls (``where(y > 0, dy, 0)``) makes two passes and a boolean temporary; on
+the CPU a numba loop does it in one parallel pass instead (what ``where`` cost
+AlexNet's training step: benchmarks/README.md, "Measurements behind the
+design").  CuPy fuses ``where`` well enough.
 """
 import numpy
 
