@@ -19,7 +19,8 @@ on.  The paths that exist:
                           Winograd (conv2d_winograd.py);        1x1: GEMM on x's layout
                           strided: space to depth + Winograd
                           (conv2d_space_to_depth.py);
-                          1x1: GEMM on x's layout
+                          1x1: GEMM on x's layout; without a
+                          graph, Winograd filters kept
     im2col / col2im       numba                                 numba.cuda
     conv2d_winograd       numba transforms + GEMM               (none: the GPU uses im2col)
     conv2d_space_to_depth numba rearrangement + Winograd        (none: the GPU uses im2col)
@@ -29,7 +30,7 @@ on.  The paths that exist:
     local_response_norm   numba                                 numba.cuda
     batch_norm            numba                                 CuPy reductions and elementwise code
     linear                GEMM (NumPy/OpenBLAS)                 GEMM (CuPy/cuBLAS)
-    relu                  NumPy maximum; numba backward         CuPy maximum / where
+    relu                  numba (NumPy maximum below 4,096)     CuPy maximum / where
     dropout               NumPy array code                      CuPy array code
     sgd_update            numba (one fused pass)                CuPy array code
 
