@@ -32,30 +32,19 @@ from ._paths import device_paths, one_thread_per_element
 
 
 # ----------------------------------------------------------------- bin arithmetic
-@njit(inline="always", cache=True)
-def _bin(index, out_size, size):
-    """Rows [floor(index*size/out_size), ceil((index+1)*size/out_size)) of adaptive bin ``index``."""
+def bin_edges(out_size, size):
+    """(starts, ends), int64 arrays: bin i covers rows [floor(i*size/out_size), ceil((i+1)*size/out_size)).
+
+    Computed once per call, outside the CPU kernels: two integer divisions per output cost more
+    than a small bin's sum, and an allocation inside a numba kernel adds to its compile time."""
+    index = numpy.arange(out_size, dtype=numpy.int64)
     return (index * size) // out_size, ((index + 1) * size + out_size - 1) // out_size
 
 
 # ----------------------------------------------------------------- CPU kernels
-@njit(cache=True)
-def _bins(out_size, size):
-    """(starts, ends) of the ``out_size`` bins over ``size``, computed once per task,
-    not per plane and output (two integer divisions each, which cost more than a small bin's sum)."""
-    starts = numpy.empty(out_size, numpy.int64)
-    ends = numpy.empty(out_size, numpy.int64)
-    for index in range(out_size):
-        starts[index], ends[index] = _bin(index, out_size, size)
-    return starts, ends
-
-
 @njit(cache=True, nogil=True)
-def _adaptive_forward_tasks(x, y, first, last):
-    planes, height, width = x.shape
+def _adaptive_forward_tasks(x, y, h_starts, h_ends, w_starts, w_ends, first, last):
     out_h, out_w = y.shape[1], y.shape[2]
-    h_starts, h_ends = _bins(out_h, height)
-    w_starts, w_ends = _bins(out_w, width)
     for plane in range(first, last):
         for oh in range(out_h):
             h_start, h_end = h_starts[oh], h_ends[oh]
@@ -71,15 +60,13 @@ def _adaptive_forward_tasks(x, y, first, last):
 def _adaptive_forward_cpu(x, y):
     # a plane costs about as much as an elementwise pass over 8x its elements (1-3 ns per element
     # against 0.1-0.2: a serial sum per bin, a division per output), so ranges hold that many
-    parallel_tasks(_adaptive_forward_tasks, x.shape[0], x, y, grain=grain_for(8 * x.shape[1] * x.shape[2]))
+    parallel_tasks(_adaptive_forward_tasks, x.shape[0], x, y, *bin_edges(y.shape[1], x.shape[1]),
+                   *bin_edges(y.shape[2], x.shape[2]), grain=grain_for(8 * x.shape[1] * x.shape[2]))
 
 
 @njit(cache=True, nogil=True)
-def _adaptive_backward_tasks(grad_output, grad_input, first, last):
-    planes, height, width = grad_input.shape
+def _adaptive_backward_tasks(grad_output, grad_input, h_starts, h_ends, w_starts, w_ends, first, last):
     out_h, out_w = grad_output.shape[1], grad_output.shape[2]
-    h_starts, h_ends = _bins(out_h, height)
-    w_starts, w_ends = _bins(out_w, width)
     for plane in range(first, last):
         for oh in range(out_h):
             h_start, h_end = h_starts[oh], h_ends[oh]
@@ -93,11 +80,13 @@ def _adaptive_backward_tasks(grad_output, grad_input, first, last):
 
 def _adaptive_backward_cpu(grad_output, grad_input):
     parallel_tasks(_adaptive_backward_tasks, grad_input.shape[0], grad_output, grad_input,
+                   *bin_edges(grad_output.shape[1], grad_input.shape[1]),
+                   *bin_edges(grad_output.shape[2], grad_input.shape[2]),
                    grain=grain_for(8 * grad_input.shape[1] * grad_input.shape[2]))
 
 
 # ----------------------------------------------------------------- GPU kernels
-# The bin arithmetic of _bin is written out inline here: in numba 0.68 device functions
+# The bin arithmetic of bin_edges is written out inline here: in numba 0.68 device functions
 # ask the CUDA driver for the device's compute capability while compiling, which breaks
 # compiling to PTX on a machine without a GPU.
 @cuda.jit
