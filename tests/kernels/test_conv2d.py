@@ -8,6 +8,7 @@ from references import conv2d as reference_conv2d    # the seven loops of the de
 from tinynet.backend import to_numpy
 from tinynet.gradcheck import numerical_gradient
 from tinynet.kernels import _scratch as scratch_memory
+from tinynet.kernels import conv2d as conv2d_module
 from tinynet.kernels.conv2d import conv2d_backward, conv2d_forward
 
 
@@ -267,6 +268,10 @@ def test_gpu_path_matches_cpu_path(gpu_xp, config):
                                       **keywords)
     assert isinstance(y_gpu, gpu_xp.ndarray) and y_gpu.dtype == np.float32
     np.testing.assert_allclose(to_numpy(y_gpu), y_cpu, rtol=1e-5, atol=1e-5)
+    y_inference = conv2d_module.inference(to_gpu(x), to_gpu(weight), None if bias is None else to_gpu(bias),
+                                          **keywords)                 # no graph: y alone, on the GPU
+    assert isinstance(y_inference, gpu_xp.ndarray)
+    np.testing.assert_array_equal(to_numpy(y_inference), to_numpy(y_gpu))
     grads_gpu = conv2d_backward(to_gpu(grad_output), saved_gpu)
     for on_gpu, on_cpu in zip(grads_gpu, grads_cpu):
         if on_cpu is None:
