@@ -64,8 +64,12 @@ def _relu_backward_cpu(grad_output, y, grad_input):
                    grain=ELEMENTWISE_GRAIN)
 
 
+#: below this many elements one NumPy call costs less than a numba call from Python
+NUMPY_BELOW = 4096
+
+
 def _select_gradient_cpu(grad_output, y):
-    if grad_output.size < 4096:        # too small to pay for the parallel loop's start-up
+    if grad_output.size < NUMPY_BELOW:
         return numpy.where(y > 0, grad_output, grad_output.dtype.type(0))
     grad_output = numpy.ascontiguousarray(grad_output)
     grad_input = numpy.empty_like(grad_output)
@@ -82,9 +86,10 @@ _select_gradient = device_paths(_select_gradient_cpu, _select_gradient_gpu)
 
 
 def _relu_forward_cpu(x, out):
-    if (x.size < 4096 or x.dtype not in (numpy.float32, numpy.float64) or not x.flags.c_contiguous
-            or (out is not None and (out.dtype != x.dtype or out.shape != x.shape
-                                     or not out.flags.c_contiguous))):
+    # the loop writes y[i] from x[i] only: an ``out`` that is x itself is fine, a shifted overlap is not
+    if (x.size < NUMPY_BELOW or x.dtype not in (numpy.float32, numpy.float64) or not x.flags.c_contiguous
+            or (out is not None and (out.dtype != x.dtype or out.shape != x.shape or not out.flags.c_contiguous
+                                     or (out is not x and numpy.may_share_memory(out, x))))):
         return numpy.maximum(x, x.dtype.type(0), out=out)
     y = numpy.empty_like(x) if out is None else out
     parallel_tasks(_relu_forward_tasks, x.size, x.reshape(-1), y.reshape(-1), grain=ELEMENTWISE_GRAIN)

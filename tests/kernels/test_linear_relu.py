@@ -262,6 +262,10 @@ def test_relu_forward_loop_gives_the_bits_of_maximum(threads, dtype):
             reference = np.maximum(case, dtype(0))
             np.testing.assert_array_equal(y, reference)
             np.testing.assert_array_equal(np.signbit(y), np.signbit(reference))
+        shifted = x.copy()                           # out overlaps x one element further on
+        expected_shifted = np.maximum(shifted[:-1], dtype(0))
+        relu_forward(shifted[:-1], out=shifted[1:])
+        np.testing.assert_array_equal(shifted[1:], expected_shifted)
         in_place = x.copy()
         assert relu_forward(in_place, out=in_place) is in_place
         np.testing.assert_array_equal(np.signbit(in_place), np.signbit(expected))

@@ -278,6 +278,26 @@ def test_the_size_check_runs_the_training_kernels_not_the_inference_ones(monkeyp
     assert alexnet_catdog.smallest_input_size(TinyNet()) == 8
 
 
+def test_the_size_check_changes_nothing_in_the_model_or_the_seeded_generator():
+    """Run before training, the check must leave dropout's generator, batch-norm statistics and
+    the training mode as it found them (a training-mode check drew a dropout mask and moved the
+    running variance towards a zero image's)."""
+    from tinynet import backend
+    from tinynet.train import images
+    tinynet.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                          nn.AdaptiveAvgPool2d(1))
+    statistics = [model[1].running_mean.copy(), model[1].running_var.copy()]
+    assert images._forward_error(model, 9, "cpu") is None         # draws the deferred weights
+    state = backend.generator("cpu").get_state()
+    assert images._forward_error(model, 9, "cpu") is None
+    assert images._forward_error(model, 2, "cpu") is not None          # too small: an error, same rule
+    assert model.training and all(module.training for module in model.modules())
+    assert backend.generator("cpu").get_state() == state
+    np.testing.assert_array_equal(model[1].running_mean, statistics[0])
+    np.testing.assert_array_equal(model[1].running_var, statistics[1])
+
+
 def test_the_size_check_runs_the_training_convolutions_not_im2col(monkeypatch):
     """One image would take im2col, which no training batch of AlexNet runs; the check takes
     Winograd wherever a layer's shape allows it instead (cold start, benchmarks/README.md), and

@@ -339,15 +339,21 @@ def _forward_error(model, size, device):
     it compiles nothing that step would not: the graph is recorded (and dropped), where under
     ``no_grad`` max pooling would compile its inference kernel (0.4 CPU-seconds); and convolutions
     take Winograd wherever their shape allows, as a training batch's do, where this one image
-    would take im2col (0.7-0.8 CPU-seconds).  A user's own choice of algorithm is kept."""
+    would take im2col (0.7-0.8 CPU-seconds).  A user's own choice of algorithm is kept.  It runs
+    in evaluation mode, so that it changes nothing: no dropout draws from the seeded generator,
+    no update of batch-norm statistics."""
     from ..kernels import conv2d as conv2d_kernels
     algorithm = "winograd" if conv2d_kernels.get_algorithm() == "auto" else conv2d_kernels.get_algorithm()
+    was_training = model.training
+    model.eval()
     try:
         with conv2d_kernels.use_algorithm(algorithm):
             model(tinynet.tensor(np.zeros((1, 3, size, size), np.float32), device=device))
         return None
     except ValueError as error:  # a layer's geometry check: kernel larger than its input, ...
         return error
+    finally:
+        model.train(was_training)
 
 
 def smallest_input_size(model, device="cpu", start=1, limit=4096):
@@ -358,22 +364,17 @@ def smallest_input_size(model, device="cpu", start=1, limit=4096):
     adaptive pool): doubling finds a size that works, bisection the smallest one.
     Returns None when nothing up to ``limit`` works.
     """
-    was_training = model.training
-    model.eval()  # no dropout draws, no batch-statistics updates
-    try:
-        if _forward_error(model, start, device) is None:
-            return start
-        low, high = start, max(2 * start, 2)
-        while _forward_error(model, high, device) is not None:
-            low, high = high, 2 * high
-            if high > limit:
-                return None
-        while high - low > 1:  # low fails, high works
-            middle = (low + high) // 2
-            low, high = (low, middle) if _forward_error(model, middle, device) is None else (middle, high)
-        return high
-    finally:
-        model.train(was_training)
+    if _forward_error(model, start, device) is None:
+        return start
+    low, high = start, max(2 * start, 2)
+    while _forward_error(model, high, device) is not None:
+        low, high = high, 2 * high
+        if high > limit:
+            return None
+    while high - low > 1:  # low fails, high works
+        middle = (low + high) // 2
+        low, high = (low, middle) if _forward_error(model, middle, device) is None else (middle, high)
+    return high
 
 
 def check_image_size(model, model_config, image_size, device):
