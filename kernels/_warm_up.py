@@ -120,6 +120,12 @@ def _exercises():
         ("batch_norm", bn_forward),
         ("batch_norm", lambda: batch_norm.backward(numpy.ones_like(saved["bn_y"]), saved["bn"])),
         ("conv2d", lambda: conv_backward("im2col")),
+        # max pooling's other paths: the border of padded windows (ResNet), the kernels of
+        # 2x2 at stride 2 (VGG, LeNet) and 3x3 at stride 1 (GoogLeNet), any other geometry
+        ("max_pool2d", lambda: max_pool2d.max_pool2d_forward(array(1, 2, 5, 5), 3, 2, 1)),
+        ("max_pool2d", lambda: max_pool2d.max_pool2d_forward(array(1, 2, 4, 4), 2, 2)),
+        ("max_pool2d", lambda: max_pool2d.max_pool2d_forward(array(1, 2, 5, 5), 3, 1, 1)),
+        ("max_pool2d", lambda: max_pool2d.max_pool2d_values(array(1, 2, 5, 5), 2, 1)),
         ("avg_pool2d", lambda: pool_pair(avg_pool2d, "avg", array(1, 2, 5, 5), kernel_size=3, stride=2,
                                          padding=1)),
         ("avg_pool2d", lambda: pool_backward(avg_pool2d, "avg")),

@@ -113,6 +113,70 @@ def test_values_alone_are_the_forward_maxima_bit_for_bit(case, dtype, threads):
     np.testing.assert_array_equal(y.view(np.uint8), expected.view(np.uint8))   # the same bits
 
 
+@st.composite
+def inside_window_cases(draw):
+    """The geometries with a kernel of their own for the windows inside the input (3x3 at stride
+    2 or 1, 2x2 at 2), at sizes from one window to several vector widths of outputs."""
+    size, stride = draw(st.sampled_from([(3, 2), (3, 1), (2, 2)]))
+    padding = draw(st.integers(0, size // 2))
+    height = draw(st.integers(max(1, size - 2 * padding), 40))
+    width = draw(st.integers(max(1, size - 2 * padding), 70))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), height, width)
+    return shape, (size, size), (stride, stride), (padding, padding), draw(st.booleans()), \
+        draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=60)
+@given(case=inside_window_cases(), dtype=st.sampled_from([np.float32, np.float64]),
+       threads=st.sampled_from([1, 3]))
+def test_inside_window_kernels_match_the_window_at_a_time_loop(case, dtype, threads):
+    """The written-out kernels for windows inside the input (and the general loop for the border
+    around them) give the general loop's y and argmax bit for bit: ties of equal values and of
+    0.0 / -0.0 go to the first in row-major order, a NaN wins, on any padding and ceil_mode; and
+    the maxima without the argmax are the same bits."""
+    shape, kernel, stride, padding, ceil_mode, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=shape).astype(dtype)          # many ties
+    specials = np.array([np.nan, -np.inf, np.inf, 0.0, -0.0], dtype=dtype)
+    x.reshape(-1)[rng.integers(0, x.size, size=max(1, x.size // 9))] = rng.choice(specials, max(1, x.size // 9))
+    previous = backend.get_num_threads()
+    backend.set_num_threads(threads)
+    try:
+        y, argmax = max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+        values = max_pool2d_values(x, kernel, stride, padding, ceil_mode)
+    finally:
+        backend.set_num_threads(previous)
+    planes = x.reshape(-1, *shape[2:])
+    expected = np.full((planes.shape[0],) + y.shape[2:], 7, dtype=dtype)
+    expected_argmax = np.full(expected.shape, -1, dtype=argmax.dtype)
+    max_pool2d_kernel._forward_tasks(planes, expected, expected_argmax, *kernel, *stride, *padding,
+                                     0, 0, 0, 0, 0, planes.shape[0])      # nothing skipped
+    np.testing.assert_array_equal(y.reshape(expected.shape).view(np.uint8), expected.view(np.uint8))
+    np.testing.assert_array_equal(argmax.reshape(expected.shape), expected_argmax)
+    np.testing.assert_array_equal(values.view(np.uint8), y.view(np.uint8))
+    finite = np.where(np.isnan(x), -5, x)                       # the naive loops' own tie rule
+    _, argmax_naive = naive_max_pool2d(finite, kernel, stride, padding, ceil_mode)
+    np.testing.assert_array_equal(max_pool2d_forward(finite, kernel, stride, padding, ceil_mode)[1],
+                                  argmax_naive)
+
+
+def test_inside_windows_are_every_window_that_lies_in_the_input():
+    """The fast kernel takes every output whose window needs no clipping, and only those."""
+    inside = max_pool2d_kernel._inside_windows
+    # AlexNet's pools (no padding, floor): all of them, so the general loop never runs
+    assert inside((96, 55, 55), (96, 27, 27), 3, 3, 2, 2, 0, 0)[1:] == ((0, 27), (0, 27))
+    # ResNet's 3x3/2 with padding 1 on 112: output 0 starts at -1, output 55 ends at 111
+    assert inside((64, 112, 112), (64, 56, 56), 3, 3, 2, 2, 1, 1)[1:] == ((1, 56), (1, 56))
+    # GoogLeNet's ceil-mode 3x3/2 on 112 -> 56: the last window would end at 113
+    assert inside((64, 112, 112), (64, 56, 56), 3, 3, 2, 2, 0, 0)[1:] == ((0, 55), (0, 55))
+    assert inside((8, 10, 9), (8, 5, 4), 2, 2, 2, 2, 0, 0)[1:] == ((0, 5), (0, 4))
+    assert inside((8, 7, 7), (8, 7, 7), 3, 3, 1, 1, 1, 1)[1:] == ((1, 6), (1, 6))
+    assert inside((8, 9, 9), (8, 4, 4), 3, 3, 2, 2, 0, 0)[0] is max_pool2d_kernel._inside_3x3_stride2_tasks
+    # other geometries have no such kernel
+    assert inside((8, 9, 9), (8, 3, 3), 3, 3, 3, 3, 0, 0) == (None, (0, 0), (0, 0))
+    assert inside((8, 9, 9), (8, 4, 7), 3, 2, 2, 1, 0, 0) == (None, (0, 0), (0, 0))
+
+
 def test_no_grad_pooling_skips_the_argmax(monkeypatch):
     """Where no graph is recorded the layer runs the kernel's `inference` (no argmax); with a
     graph it runs `forward` and can still backpropagate."""
