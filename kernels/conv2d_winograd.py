@@ -68,8 +68,11 @@ positions (a, b), a matrix product
 
 and Y_{o,t} = A^T M[:, :, t, o] A.  Output tiles that stick out past the edge
 of the output are computed on zero-padded input and cropped.  (With groups,
-each group's channels form their own V, U and M blocks: the arrays are
-(alpha, alpha, G, T, C/G) and (alpha, alpha, G, C/G, O/G).)
+each group's channels form their own V, U and M blocks.)  The arrays are V
+(alpha, alpha, G, T, C/G), M (alpha, alpha, G, T, O/G) and U stored as
+(alpha, alpha, G, O/G, C/G), the weight's own (output, input) order: the GEMMs
+read each U[a, b] block transposed, which BLAS does without a copy, and the
+filter transform needs no transposing copy of the weight (``_transform_filters``).
 
 Channels are the last, contiguous axis of V and M ("channels last"), although
 x and y are NCHW: the tile transforms then run their arithmetic as loops over
@@ -82,7 +85,7 @@ Backward pass
   convolution of dY, padded by r-1-p, with the filters flipped in space and
   with input and output channels swapped (W'[c, o, i, j] = W[o, c, r-1-i, r-1-j],
   group by group) -- so dx runs through this same forward algorithm.
-* dW: Y is linear in U, with dL/dU[a,b,o,c] = sum_t (A dY_{o,t} A^T)[a, b] V[a, b, c, t]:
+* dW: Y is linear in U, with dL/dU[a,b,o,c] = sum_t (A dY_{o,t} A^T)[a, b] V[a, b, t, c]:
   transform each m x m tile of dY with A (the adjoint of the output
   transform), one GEMM per position (a, b) sums over all tiles, and the chain
   rule through U = G g G^T gives dg = G^T dU G.
@@ -302,42 +305,41 @@ def _output_tiles_cpu(product, a_t, bias, y):
 
 
 # ------------------------------------------------------------------ filters
-def _transform_filters(weight, g, groups, for_input_gradient=False):
-    """The filters in the Winograd domain, laid out as the GEMMs read them.
+def _transform_filters(weight, g, groups, for_input_gradient=False, out=None):
+    """The filters in the Winograd domain, U[a, b, grp, o', c'] = (G weight[grp*O/G + o', c'] G^T)[a, b],
+    of shape (alpha, alpha, G, O/G, C/G): the weight's own (output, input) order.
 
-    Forward: U[a, b, grp, c', o'] = (G weight[grp*O/G + o', c'] G^T)[a, b], shape (alpha, alpha, G, C/G, O/G).
     One GEMM does all of it: with kron(G, G)[a*alpha + b, i*r + j] = G[a, i] G[b, j],
-    U flattened is kron(G, G) @ w^T where w lists each filter's r*r taps as a row,
-    in (group, input channel, output channel) order (a transposing copy of the
-    weight, which is smaller than U).
+    U flattened is kron(G, G) @ w^T where w = the weight as rows of r*r taps, read in
+    place.  (The forward GEMMs read U[a, b] transposed, which BLAS does without a
+    copy; a (C, O) layout would need a transposing copy of the weight, which took
+    4.4 of the 14.9 ms for a 512x512 3x3 F(4, 3) transform, benchmarks/README.md.)
 
     ``for_input_gradient``: the filters of the input gradient, W'[c, o] = W[o, c]
-    flipped in space (see Backward pass), as (alpha, alpha, G, O/G, C/G).  The
-    weight's own (output, input) order is already the right one here, and the flip
-    reverses the r*r taps, which is the same as reversing the columns of kron(G, G).
+    flipped in space (see Backward pass), read as (O/G, C/G) blocks without the
+    transpose; the flip reverses the r*r taps, which is the same as reversing the
+    columns of kron(G, G).  ``out``: where to write U (scratch memory for a call's
+    own use), else a new array.
     """
     out_channels, channels, r, _ = weight.shape
     alpha = g.shape[0]
-    taps = weight.reshape(groups, out_channels // groups, channels, r * r)
     kron = numpy.kron(g, g)
     if for_input_gradient:
-        kron = kron[:, ::-1]
-        layout = (alpha, alpha, groups, out_channels // groups, channels)
-    else:
-        taps = taps.transpose(0, 2, 1, 3)
-        layout = (alpha, alpha, groups, channels, out_channels // groups)
-    taps = numpy.ascontiguousarray(taps).reshape(-1, r * r)
-    return (kron @ taps.T).reshape(layout)
+        kron = numpy.ascontiguousarray(kron[:, ::-1])
+    taps = weight.reshape(out_channels * channels, r * r)          # rows (grp, o', c')
+    if out is not None:
+        out = out.reshape(alpha * alpha, out_channels * channels)
+    u = numpy.matmul(kron, taps.T, out=out)
+    return u.reshape(alpha, alpha, groups, out_channels // groups, channels)
 
 
 def _filter_gradient(grad_u, g):
-    """dW[grp*O/G + o', c'] = G^T dU[:, :, grp, c', o'] G for dU of shape (alpha, alpha, G, C/G, O/G):
-    the adjoint of ``_transform_filters``."""
-    alpha, _, groups, channels, filters_per_group = grad_u.shape
+    """dW[grp*O/G + o', c'] = G^T dU[:, :, grp, o', c'] G for dU of shape (alpha, alpha, G, O/G, C/G):
+    the adjoint of ``_transform_filters``, whose rows are already the weight's order."""
+    alpha, _, groups, filters_per_group, channels = grad_u.shape
     r = g.shape[1]
-    grad_taps = grad_u.reshape(alpha * alpha, -1).T @ numpy.kron(g, g)       # rows (grp, c', o')
-    grad_w = grad_taps.reshape(groups, channels, filters_per_group, r * r).transpose(0, 2, 1, 3)
-    return numpy.ascontiguousarray(grad_w).reshape(groups * filters_per_group, channels, r, r)
+    grad_taps = grad_u.reshape(alpha * alpha, -1).T @ numpy.kron(g, g)       # rows (grp, o', c')
+    return grad_taps.reshape(groups * filters_per_group, channels, r, r)
 
 
 # ------------------------------------------------------------------ geometry
@@ -467,7 +469,8 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _inpu
     if keep_filters and not _input_gradient:
         u = kept_filters(weight, g, groups, m)
     else:
-        u = _transform_filters(weight, g, groups, _input_gradient)
+        u = _transform_filters(weight, g, groups, _input_gradient,
+                               out=scratch("filters", (alpha * alpha, weight.size // (r * r)), x.dtype))
     bias = numpy.zeros(out_channels, x.dtype) if bias is None else bias
     x = numpy.ascontiguousarray(x)
     xp = get_array_module(x)                 # NumPy (the profiler hands in a timed stand-in)
@@ -484,8 +487,10 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _inpu
         for a in range(alpha):
             for b in range(alpha):
                 for group in range(groups):
-                    # M = V U: (tiles, C/G) @ (C/G, O/G), the sum over input channels
-                    xp.matmul(v[a, b, group], u[a, b, group], out=product[a, b, group])
+                    # M = V U: (tiles, C/G) @ (C/G, O/G), the sum over input channels (U is
+                    # kept as (O/G, C/G); the input gradient's (O/G, C/G) block is already its U)
+                    filters = u[a, b, group] if _input_gradient else u[a, b, group].T
+                    xp.matmul(v[a, b, group], filters, out=product[a, b, group])
         _output_tiles_cpu(product, a_t, bias, y[first:last])
     return y
 
@@ -510,8 +515,9 @@ def winograd_conv2d_backward(grad_output, x, weight, padding, groups=1, tile=Non
         a_t, g, b_t = transform_matrices(m, r, x.dtype)
         a = numpy.ascontiguousarray(a_t.T)
         filters_per_group = out_channels // groups
-        grad_u = numpy.zeros((alpha, alpha, groups, channels_per_group, filters_per_group), x.dtype)
-        partial = numpy.empty((channels_per_group, filters_per_group), x.dtype)
+        # scratch: the input gradient above is done with its filters in this slot
+        grad_u = scratch("filters", (alpha, alpha, groups, filters_per_group, channels_per_group), x.dtype)
+        partial = numpy.empty((filters_per_group, channels_per_group), x.dtype)
         chunk = images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
                                   * x.dtype.itemsize)
         x = numpy.ascontiguousarray(x)
@@ -526,11 +532,11 @@ def winograd_conv2d_backward(grad_output, x, weight, padding, groups=1, tile=Non
             for i in range(alpha):
                 for j in range(alpha):
                     for group in range(groups):
-                        # dU = V^T dM: (C/G, tiles) @ (tiles, O/G), the sum over all tiles
+                        # dU = dM^T V: (O/G, tiles) @ (tiles, C/G), the sum over all tiles
                         if first == 0:
-                            xp.matmul(v[i, j, group].T, grad_m[i, j, group], out=grad_u[i, j, group])
+                            xp.matmul(grad_m[i, j, group].T, v[i, j, group], out=grad_u[i, j, group])
                         else:
-                            xp.matmul(v[i, j, group].T, grad_m[i, j, group], out=partial)
+                            xp.matmul(grad_m[i, j, group].T, v[i, j, group], out=partial)
                             grad_u[i, j, group] += partial
         grad_weight = _filter_gradient(grad_u, g)
     return grad_input, grad_weight
