@@ -92,28 +92,6 @@ def _argmax_dtype(height, width):
 
 
 # ----------------------------------------------------------------- CPU kernels
-@njit(inline="always")
-def _window_max(source, h_start, h_end, w_start, w_end, width):
-    """(maximum, flat index of the winner) of source[h_start:h_end, w_start:w_end], the window
-    clipped to the real input: padded rows/columns are -inf and never win, and every window has
-    a real pixel (see geometry.window)."""
-    # start from the window's first real pixel; reading it also keeps `best` in the input's dtype
-    best = source[h_start, w_start]
-    best_index = h_start * width + w_start
-    # offsets counted from 0 (_numba.py, "Loops that vectorise"): 12 % faster
-    for i in range(h_end - h_start):
-        h = h_start + i
-        for j in range(w_end - w_start):
-            w = w_start + j
-            value = source[h, w]
-            # strict '>' keeps the first maximum; 'value != value' propagates NaN.
-            # Written as selects (no branch): random data mispredicts the branch.
-            better = (value > best) | (value != value)
-            best = value if better else best
-            best_index = h * width + w if better else best_index
-    return best, best_index
-
-
 @njit(cache=True, nogil=True)
 def _forward_tasks(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
                    skip_h_first, skip_h_last, skip_w_first, skip_w_last, first, last):
@@ -124,25 +102,39 @@ def _forward_tasks(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, 
     for plane in range(first, last):
         source, maxima, indices = x[plane], y[plane], argmax[plane]
         for oh in range(out_h):
+            # clip the window to the real input: padded rows/columns are -inf and never win
             h_start = oh * stride_h - pad_h
             h_end = min(h_start + kernel_h, height)
             h_start = max(h_start, 0)
-            skipped = skip_h_first <= oh < skip_h_last
-            gap_first = skip_w_first if skipped else out_w
-            gap_last = skip_w_last if skipped else out_w
-            for ow in range(gap_first):
+            skipped_row = skip_h_first <= oh < skip_h_last
+            for ow in range(out_w):
+                if skipped_row and skip_w_first <= ow < skip_w_last:
+                    continue
                 w_start = ow * stride_w - pad_w
-                maxima[oh, ow], indices[oh, ow] = _window_max(
-                    source, h_start, h_end, max(w_start, 0), min(w_start + kernel_w, width), width)
-            for ow in range(gap_last, out_w):
-                w_start = ow * stride_w - pad_w
-                maxima[oh, ow], indices[oh, ow] = _window_max(
-                    source, h_start, h_end, max(w_start, 0), min(w_start + kernel_w, width), width)
+                w_end = min(w_start + kernel_w, width)
+                w_start = max(w_start, 0)
+                # start from the window's first real pixel (every window has one, see
+                # geometry.window); reading it also keeps `best` in the input's dtype
+                best = source[h_start, w_start]
+                best_index = h_start * width + w_start
+                # offsets counted from 0 (_numba.py, "Loops that vectorise"): 12 % faster
+                for i in range(h_end - h_start):
+                    h = h_start + i
+                    for j in range(w_end - w_start):
+                        w = w_start + j
+                        value = source[h, w]
+                        # strict '>' keeps the first maximum; 'value != value' propagates NaN.
+                        # Written as selects (no branch): random data mispredicts the branch.
+                        better = (value > best) | (value != value)
+                        best = value if better else best
+                        best_index = h * width + w if better else best_index
+                maxima[oh, ow] = best
+                indices[oh, ow] = best_index
 
 
-@njit(inline="always")
+@njit(nogil=True)
 def _keep_better(value, index, best, best_index):
-    better = (value > best) | (value != value)          # _window_max's rule
+    better = (value > best) | (value != value)          # _forward_tasks' rule
     return (value if better else best), (index if better else best_index)
 
 
