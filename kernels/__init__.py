@@ -37,7 +37,9 @@ on.  The paths that exist:
 Besides the paths, two device *policies* are chosen by the array module in
 conv2d.py: reused scratch memory and chunks of images on the CPU, plain
 allocations and the whole batch at once on the GPU (CuPy's memory pool already
-recycles allocations, and a GPU wants the largest launches).
+recycles allocations, and a GPU wants the largest launches).  Likewise the
+kernels' large CPU results come from recycled memory (``_recycled.py``: no fresh,
+zero-filled pages at every training step), the GPU's from CuPy's pool.
 """
 from . import _numba  # noqa: F401  (settles numba's cache folder before any kernel compiles)
 from ._warm_up import warm_up  # noqa: E402,F401  (compile the CPU kernels in the background: _warm_up.py)

@@ -26,6 +26,8 @@ import numpy
 
 from tinynet.backend import get_array_module
 
+from . import _recycled
+
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
 from ._numba import cuda, grain_for, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
@@ -168,7 +170,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
     check_floating(op, x)
     out_h, out_w = _adaptive_output_size(op, x.shape, output_size)
     xp = get_array_module(x)
-    y = xp.empty((x.shape[0], x.shape[1], out_h, out_w), dtype=x.dtype)
+    y = _recycled.empty(xp, (x.shape[0], x.shape[1], out_h, out_w), x.dtype)
     _adaptive_forward(as_planes(xp, x), as_planes(xp, y))
     return y
 
@@ -181,7 +183,7 @@ def adaptive_avg_pool2d_backward(grad_output, input_shape):
     _adaptive_output_size(op, input_shape, tuple(grad_output.shape[2:]))
     check_grad_output(op, grad_output, input_shape[:2] + tuple(grad_output.shape[2:]))
     xp = get_array_module(grad_output)
-    grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
+    grad_input = _recycled.zeros(xp, input_shape, grad_output.dtype)
     _adaptive_backward(as_planes(xp, grad_output), as_planes(xp, grad_input))
     return grad_input
 

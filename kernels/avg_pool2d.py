@@ -45,6 +45,8 @@ row-major order of additions as the CPU, so both give the same bits.
 """
 from tinynet.backend import get_array_module
 
+from . import _recycled
+
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
 from ._numba import cuda, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element
@@ -203,7 +205,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, 
         op, x.shape, kernel_size, stride, padding, ceil_mode=ceil_mode, pooling=True)
     xp = get_array_module(x)
     batch, channels = x.shape[:2]
-    y = xp.empty((batch, channels, out_h, out_w), dtype=x.dtype)
+    y = _recycled.empty(xp, (batch, channels, out_h, out_w), x.dtype)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))
     _avg_forward(as_planes(xp, x), as_planes(xp, y), *arguments)
     return y
@@ -219,7 +221,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, stride=None, padd
     check_grad_output(op, grad_output, input_shape[:2] + (out_h, out_w))
     xp = get_array_module(grad_output)
     arguments = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], bool(count_include_pad))
-    grad_input = xp.zeros(input_shape, dtype=grad_output.dtype)
+    grad_input = _recycled.zeros(xp, input_shape, grad_output.dtype)
     _avg_backward(as_planes(xp, grad_output), as_planes(xp, grad_input), *arguments)
     return grad_input
 

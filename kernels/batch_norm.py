@@ -81,6 +81,7 @@ are also accumulated in float64.
 import numpy
 
 from ._checks import check_floating
+from . import _recycled
 from ._numba import grain_for, njit, parallel_tasks
 from ._paths import array_module, device_paths
 
@@ -267,7 +268,7 @@ def forward(x, weight=None, bias=None, *, running_mean=None, running_var=None, t
     # y = x * scale + shift with scale = weight*invstd and shift = bias - mean*scale
     scale = invstd if weight is None else weight.astype(numpy.float64) * invstd
     shift = -mean * scale if bias is None else bias.astype(numpy.float64) - mean * scale
-    y = xp.empty_like(x3)
+    y = _recycled.empty(xp, x3.shape, x3.dtype)
     # the per-channel coefficients in x's dtype, so the elementwise pass runs at x's precision and speed
     _scale_and_shift(x3, scale.astype(x3.dtype), shift.astype(x3.dtype), y)
     saved = dict(x=x3, input_shape=tuple(x.shape), weight=weight, has_bias=bias is not None,
@@ -302,7 +303,7 @@ def backward(grad_output, saved, needs_input_grad=(True, True, True)):
         else:
             k_x = xp.zeros(channels, dtype=numpy.float64)
             k_const = xp.zeros(channels, dtype=numpy.float64)
-        grad_x = xp.empty_like(x3)
+        grad_x = _recycled.empty(xp, x3.shape, x3.dtype)
         _input_gradient(grad_y, x3, k_dy.astype(x3.dtype), k_x.astype(x3.dtype), k_const.astype(x3.dtype),
                         grad_x)
         grad_x = grad_x.reshape(saved["input_shape"])

@@ -125,6 +125,7 @@ import numpy
 from tinynet.backend import get_array_module
 
 from ._checks import check_floating
+from . import _recycled
 from . import _scratch as scratch_memory
 from ._scratch import release_scratch_memory, scratch  # noqa: F401  (re-exported)
 from . import conv2d_space_to_depth, conv2d_winograd
@@ -323,7 +324,7 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, keep_filters):
     weight_matrices = weight.reshape(groups, filters_per_group, rows_per_group)
     chunk = _images_per_chunk(xp, batch, groups * rows_per_group * pixels * x.dtype.itemsize)
 
-    y = xp.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    y = _recycled.empty(xp, (batch, out_channels, out_h, out_w), x.dtype)
     for first in range(0, batch, chunk):
         last = min(first + chunk, batch)
         images = last - first
@@ -394,7 +395,7 @@ def backward(grad_output, saved, needs_input_grad=(True, True, True)):
     grad_weight_t = None
     if need_weight_grad:
         grad_weight_t = xp.empty((groups, rows_per_group, filters_per_group), dtype=x.dtype)
-    grad_input = xp.empty(x.shape, dtype=x.dtype) if need_input_grad else None
+    grad_input = _recycled.empty(xp, x.shape, x.dtype) if need_input_grad else None
 
     for first in range(0, batch, chunk):
         last = min(first + chunk, batch)
@@ -452,7 +453,7 @@ def _pointwise_forward(xp, x, weight, bias, stride, groups):
     weight_groups = weight.reshape(groups, out_channels // groups, channels // groups)
     # (G, O/G, C/G) @ (N, G, C/G, H*W) -> (N, G, O/G, H*W): already y's (N, O, H, W) order.  The
     # result goes into one preallocated array: a fresh result per image costs page faults.
-    y = xp.empty((batch, out_channels, height, width), dtype=x.dtype)
+    y = _recycled.empty(xp, (batch, out_channels, height, width), x.dtype)
     xp.matmul(weight_groups, x.reshape(batch, groups, channels // groups, height * width),
               out=y.reshape(batch, groups, out_channels // groups, height * width))
     if bias is not None:
@@ -494,10 +495,10 @@ def _pointwise_backward(xp, grad_output, x, weight, has_bias, stride, groups, ne
     grad_input = grad_weight = grad_bias = None
     if need_input_grad:
         weight_t = weight.reshape(groups, per_group_out, per_group_in).transpose(0, 2, 1)
-        grad_sampled = xp.empty((batch, channels, height, width), dtype=x.dtype)
+        grad_sampled = _recycled.empty(xp, (batch, channels, height, width), x.dtype)
         xp.matmul(weight_t, grad_groups, out=grad_sampled.reshape(batch, groups, per_group_in, height * width))
         if strided:
-            grad_input = xp.zeros(x.shape, dtype=x.dtype)
+            grad_input = _recycled.zeros(xp, x.shape, x.dtype)
             grad_input[:, :, ::stride[0], ::stride[1]] = grad_sampled
         else:
             grad_input = grad_sampled

@@ -62,6 +62,7 @@ it, as conv1's columns are).
 import numpy
 
 from . import conv2d_winograd
+from . import _recycled
 from .geometry import output_size
 from ._numba import njit, parallel_tasks
 from ._scratch import scratch
@@ -146,7 +147,7 @@ def space_to_depth(x, stride, padding, rows, columns, out=None):
     batch, channels = x.shape[:2]
     (sh, sw), (ph, pw) = stride, padding
     if out is None:
-        out = numpy.empty((batch, channels * sh * sw, rows, columns), dtype=x.dtype)
+        out = _recycled.empty(numpy, (batch, channels * sh * sw, rows, columns), x.dtype)
     _space_to_depth_cpu(numpy.ascontiguousarray(x), sh, sw, ph, pw, out)
     return out
 
@@ -161,7 +162,7 @@ def depth_to_space(grad_x_s2d, x_shape, stride, padding):
     kept_h, kept_w = min(height, sh * rows - ph), min(width, sw * columns - pw)
     if (kept_h, kept_w) == (height, width):
         return numpy.ascontiguousarray(padded[:, :, ph:ph + height, pw:pw + width])
-    grad_x = numpy.zeros(x_shape, dtype=grad_x_s2d.dtype)   # rows and columns X' never held
+    grad_x = _recycled.zeros(numpy, x_shape, grad_x_s2d.dtype)   # rows and columns X' never held
     grad_x[:, :, :kept_h, :kept_w] = padded[:, :, ph:ph + kept_h, pw:pw + kept_w]
     return grad_x
 

@@ -117,6 +117,8 @@ import numpy
 
 from tinynet.backend import get_array_module
 
+from . import _recycled
+
 from ._numba import njit, parallel_tasks
 from ._scratch import images_per_chunk, scratch
 
@@ -475,7 +477,7 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _inpu
     x = numpy.ascontiguousarray(x)
     xp = get_array_module(x)                 # NumPy (the profiler hands in a timed stand-in)
 
-    y = numpy.empty((batch, out_channels, out_h, out_w), dtype=x.dtype)
+    y = _recycled.empty(numpy, (batch, out_channels, out_h, out_w), x.dtype)
     chunk = images_per_chunk(batch, alpha * alpha * tiles_h * tiles_w * (channels + out_channels)
                               * x.dtype.itemsize)
     for first in range(0, batch, chunk):

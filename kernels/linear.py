@@ -37,7 +37,11 @@ measured up to 10x slower (benchmarks/README.md, "Measurements behind the kernel
 need a transposing copy of the whole weight-sized result, which costs more
 than it saves.)  cuBLAS is indifferent, so both backends share the code.
 """
+import numpy
+
 from tinynet.backend import get_array_module
+
+from . import _recycled
 
 _OP = "linear"
 
@@ -78,13 +82,20 @@ def linear_backward(grad_output, x, weight, need_input_grad=True, need_weight_gr
                          f"{tuple(x.shape)}, weight shape {tuple(weight.shape)}), "
                          f"got shape {tuple(grad_output.shape)}")
     xp = get_array_module(grad_output, x, weight)
-    grad_input = xp.matmul(grad_output, weight) if need_input_grad else None
+    grad_input = None
+    if need_input_grad:
+        grad_input = xp.matmul(grad_output, weight, out=_recycled.empty(
+            xp, tuple(grad_output.shape[:-1]) + (weight.shape[1],),
+            numpy.result_type(grad_output.dtype, weight.dtype)))
     grad_weight = grad_bias = None
     if need_weight_grad or has_bias:
         # all leading axes are samples: flatten them into one batch axis
         grad_rows = grad_output.reshape(-1, weight.shape[0])
         if need_weight_grad:
-            grad_weight = xp.matmul(grad_rows.T, x.reshape(-1, weight.shape[1]))
+            # fc6's is 151 MB: recycled memory spares a fresh allocation's page faults every step
+            grad_weight = xp.matmul(grad_rows.T, x.reshape(-1, weight.shape[1]),
+                                    out=_recycled.empty(xp, weight.shape,
+                                                        numpy.result_type(grad_rows.dtype, x.dtype)))
         if has_bias:
             grad_bias = grad_rows.sum(axis=0)
     return grad_input, grad_weight, grad_bias

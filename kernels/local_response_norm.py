@@ -92,6 +92,8 @@ import numpy
 
 from tinynet.backend import get_array_module, get_num_threads
 
+from . import _recycled
+
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
 from ._paths import device_paths
 
@@ -342,8 +344,8 @@ def local_response_norm_forward(x, size, alpha=1e-4, beta=0.75, k=1.0, alpha_sca
     size = int(size)
     alpha_effective = float(_effective_alpha(alpha, size, alpha_scaled_by_size))
     columns = _as_columns(xp, x)
-    y = xp.empty(columns.shape, dtype=x.dtype)
-    scale = xp.empty(columns.shape, dtype=x.dtype)
+    y = _recycled.empty(xp, columns.shape, x.dtype)
+    scale = _recycled.empty(xp, columns.shape, x.dtype)
     _normalize(columns, y, scale, size, alpha_effective, beta, k)
     return y.reshape(x.shape), scale.reshape(x.shape)
 
@@ -367,7 +369,7 @@ def local_response_norm_backward(grad_output, x, y, scale, size, alpha=1e-4, bet
     dtype = x.dtype
     grad_columns, x_columns, y_columns, scale_columns = (
         _as_columns(xp, array.astype(dtype, copy=False)) for array in (grad_output, x, y, scale))
-    grad_input = xp.empty(x_columns.shape, dtype=dtype)
+    grad_input = _recycled.empty(xp, x_columns.shape, dtype)
     _normalize_backward(grad_columns, x_columns, y_columns, scale_columns, grad_input, size,
                         two_alpha_beta, beta)
     return grad_input.reshape(x.shape)

@@ -77,6 +77,7 @@ import numpy
 from tinynet.backend import get_array_module
 
 from ._checks import check_4d, check_floating
+from . import _recycled
 from .geometry import window
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
 from .im2col import inside_range
@@ -409,8 +410,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """
     planes, out_shape, geometry = _checked_planes(x, kernel_size, stride, padding, ceil_mode)
     xp = get_array_module(x)
-    y = xp.empty(out_shape, dtype=x.dtype)
-    argmax = xp.empty(out_shape, dtype=_argmax_dtype(x.shape[2], x.shape[3]))
+    y = _recycled.empty(xp, out_shape, x.dtype)
+    argmax = _recycled.empty(xp, out_shape, _argmax_dtype(x.shape[2], x.shape[3]))
     plane_shape = (planes.shape[0],) + out_shape[2:]
     _pool(planes, y.reshape(plane_shape), argmax.reshape(plane_shape), *geometry)
     return y, argmax
@@ -452,7 +453,7 @@ def max_pool2d_backward(grad_output, argmax, input_shape, kernel_size=None, stri
     if kernel_size is not None:
         kernel, stride, padding, _, _, _ = window(op, input_shape, kernel_size, stride, padding, pooling=True)
         geometry = (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-    grad_input = xp.empty(input_shape, dtype=grad_output.dtype)
+    grad_input = _recycled.empty(xp, input_shape, grad_output.dtype)
     _route_gradients(grad_planes, argmax_planes, grad_input.reshape(batch * channels, height, width), geometry)
     return grad_input
 

@@ -35,6 +35,8 @@ import numpy
 
 from tinynet.backend import get_array_module
 
+from . import _recycled
+
 from ._numba import ELEMENTWISE_GRAIN, njit, parallel_tasks
 from ._paths import device_paths
 
@@ -72,7 +74,7 @@ def _select_gradient_cpu(grad_output, y):
     if grad_output.size < NUMPY_BELOW:
         return numpy.where(y > 0, grad_output, grad_output.dtype.type(0))
     grad_output = numpy.ascontiguousarray(grad_output)
-    grad_input = numpy.empty_like(grad_output)
+    grad_input = _recycled.empty(numpy, grad_output.shape, grad_output.dtype)
     _relu_backward_cpu(grad_output.reshape(-1), numpy.ascontiguousarray(y).reshape(-1), grad_input.reshape(-1))
     return grad_input
 
@@ -91,7 +93,7 @@ def _relu_forward_cpu(x, out):
             or (out is not None and (out.dtype != x.dtype or out.shape != x.shape or not out.flags.c_contiguous
                                      or (out is not x and numpy.may_share_memory(out, x))))):
         return numpy.maximum(x, x.dtype.type(0), out=out)
-    y = numpy.empty_like(x) if out is None else out
+    y = _recycled.empty(numpy, x.shape, x.dtype) if out is None else out
     parallel_tasks(_relu_forward_tasks, x.size, x.reshape(-1), y.reshape(-1), grain=ELEMENTWISE_GRAIN)
     return y
 

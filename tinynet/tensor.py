@@ -17,7 +17,7 @@ import numpy as np
 from . import backend
 from .function import Function
 from .ops.activation import Exp, Log, LogSoftmax, Sigmoid, Softmax, Sqrt, Tanh, relu
-from .ops.arithmetic import Add, Cast, Div, MatMul, Mul, Neg, Pow, Sub
+from .ops.arithmetic import Add, Cast, Div, MatMul, Mul, Neg, Pow, Sub, add_arrays
 from .ops.reduction import Max, Mean, Sum
 from .ops.shape import GetItem, Reshape, Transpose
 
@@ -236,7 +236,7 @@ class Tensor:
                     tensor._accumulate(g)
                 slots = pending.setdefault(tensor.creator, [None] * tensor.creator.output_count)
                 index = tensor.output_index
-                slots[index] = g if slots[index] is None else slots[index] + g
+                slots[index] = g if slots[index] is None else add_arrays(slots[index], g)
             if not retain_graph:
                 function.release()
 
@@ -247,7 +247,7 @@ class Tensor:
         if self.grad is None:
             self.grad = Tensor(g)
         else:
-            self.grad = Tensor(self.grad.data + g)
+            self.grad = Tensor(add_arrays(self.grad.data, g))
         for hook in tuple(self.__dict__.get("_post_accumulate_grad_hooks", {}).values()):
             hook(self)
 

@@ -312,9 +312,11 @@ def measure_step_peak(model, input_shape, batch_size, lr=0.01, momentum=0.9, ste
     last step is returned -- it includes everything alive at that moment: parameters,
     gradients, momentum, the batch, the activations and the convolution's scratch buffers.
     Convolutions run as im2col + GEMM during the measurement (the algorithm ``training_cost``
-    models), and the CPU kernels on one thread: on several, the temporaries of their task ranges
-    overlap as the scheduler happens to run them, and the peak would change from run to run.  The
-    previous settings are restored afterwards.
+    models), the CPU kernels on one thread (on several, the temporaries of their task ranges
+    overlap as the scheduler happens to run them, and the peak would change from run to run), and
+    results in fresh memory rather than recycled (``kernels/_recycled.py``: its waiting blocks
+    are not part of the model; they keep the process within its peak in use, not this step's
+    freed-as-you-go peak).  The previous settings are restored afterwards.
     """
     import copy
     import gc
@@ -322,6 +324,7 @@ def measure_step_peak(model, input_shape, batch_size, lr=0.01, momentum=0.9, ste
 
     from . import backend, manual_seed, optim
     from .kernels import conv2d as conv2d_kernels
+    from .kernels import _recycled
     from .nn import functional as F
     from .tensor import Tensor
 
@@ -363,9 +366,11 @@ def measure_step_peak(model, input_shape, batch_size, lr=0.01, momentum=0.9, ste
         run(copy.deepcopy(model), 2, trace=False)
         conv2d_kernels.release_scratch_memory()
         gc.collect()
+        _recycled.release_recycled_memory()
         tracemalloc.start()
         try:
-            run(copy.deepcopy(model), steps, trace=True)
+            with _recycled.disabled():
+                run(copy.deepcopy(model), steps, trace=True)
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

@@ -5,8 +5,20 @@ the backward pass must undo that by *summing* the gradient over those axes
 (``unbroadcast``), because each copy contributed to the loss separately:
 if y_ij = a_i + b_ij then dL/da_i = sum_j dL/dy_ij.
 """
+import numpy
+
 from ..backend import get_array_module
 from ..function import Function
+
+
+def add_arrays(a, b):
+    """a + b.  Two CPU arrays of one shape and dtype -- ResNet's residual sums, the gradient sums
+    of backward -- go into recycled memory (``kernels/_recycled.py``), not fresh pages."""
+    if (isinstance(a, numpy.ndarray) and isinstance(b, numpy.ndarray) and a.shape == b.shape
+            and a.dtype == b.dtype):
+        from ..kernels import _recycled
+        return numpy.add(a, b, out=_recycled.empty(numpy, a.shape, a.dtype))
+    return a + b
 
 
 def unbroadcast(grad, shape):
@@ -38,7 +50,7 @@ class Add(Function):
     def forward(self, a, b):
         _check_broadcast("add", a, b)
         self.shapes = _shape(a), _shape(b)
-        return a + b
+        return add_arrays(a, b)
 
     def backward(self, grad):
         return unbroadcast(grad, self.shapes[0]), unbroadcast(grad, self.shapes[1])

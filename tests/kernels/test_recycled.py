@@ -1,0 +1,103 @@
+"""Tests of kernels/_recycled.py: results in recycled memory, never reused while an array can reach it."""
+import gc
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinynet.kernels import _recycled
+
+MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def empty_pool():
+    gc.collect()
+    _recycled.release_recycled_memory()
+    yield
+    gc.collect()
+    _recycled.release_recycled_memory()
+
+
+def address(array):
+    return array.__array_interface__["data"][0]
+
+
+def test_memory_is_reused_only_after_the_last_view_goes():
+    a = _recycled.empty(np, (MiB // 4,), np.float32)
+    start = address(a)
+    view = a[8:].reshape(-1, 8).T            # a view of a view: it alone keeps the memory
+    del a
+    b = _recycled.empty(np, (MiB // 4,), np.float32)
+    assert not np.shares_memory(b, view)     # the view still reaches the first block
+    view[...] = 1.0
+    b[...] = 2.0
+    assert np.all(view == 1.0)
+    del view
+    c = _recycled.empty(np, (MiB // 4,), np.float32)
+    assert address(c) == start               # the first block, back once nothing reaches it
+    del b, c
+
+
+def test_results_are_contiguous_writable_and_of_the_asked_shape_and_dtype():
+    for shape, dtype in [((2, 3, 256, 256), np.float32), ((512, 1024), np.float64), ((MiB,), np.int32)]:
+        a = _recycled.empty(np, shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+        z = _recycled.zeros(np, shape, dtype)
+        assert not np.any(z)
+
+
+def test_small_arrays_and_other_array_modules_bypass_the_pool():
+    small = _recycled.empty(np, (16,), np.float32)
+    assert small.base is None                # a plain NumPy allocation
+
+    class OtherModule:
+        @staticmethod
+        def empty(shape, dtype):
+            return ("other", shape, dtype)
+
+    assert _recycled.empty(OtherModule, (MiB,), np.float32) == ("other", (MiB,), np.dtype(np.float32))
+
+
+def test_waiting_memory_never_takes_the_process_past_its_peak_in_use():
+    """A request of a new size first frees the blocks that waited longest, so that the blocks in
+    use plus those waiting hold no more than the most ever in use at once."""
+    first = [_recycled.empty(np, (MiB,), np.uint8) for _ in range(4)]      # 4 MiB in use at once
+    del first
+    gc.collect()
+    assert _recycled.recycled_bytes() == 4 * MiB
+    other = _recycled.empty(np, (3 * MiB,), np.uint8)                   # no block of this size
+    assert _recycled.recycled_bytes() <= 1 * MiB                        # 3 in use + at most 1 waiting
+    del other
+    gc.collect()
+    _recycled.release_recycled_memory()
+    assert _recycled.recycled_bytes() == 0
+
+
+def test_kernels_results_come_back_through_the_pool():
+    from tinynet.kernels import relu
+    x = np.random.default_rng(0).standard_normal((4, 64, 32, 32)).astype(np.float32)   # 1 MiB
+    y = relu.relu_forward(x)
+    start = address(y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    del y
+    again = relu.relu_forward(x)
+    assert address(again) == start
+
+
+def test_a_forked_child_can_allocate_while_the_parent_held_the_lock():
+    code = r"""
+import os, threading, numpy as np
+from tinynet.kernels import _recycled
+with _recycled._lock:                    # fork while the pool's lock is held
+    pid = os.fork()
+    if pid == 0:
+        a = _recycled.empty(np, (1 << 20,), np.uint8)
+        os._exit(0 if a.size == 1 << 20 else 1)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
