@@ -46,12 +46,14 @@ _free = []                 # (byte size, block) waiting for reuse, in the order 
 _free_bytes = [0]
 _live_bytes = [0]          # bytes of recycled results in use
 _peak_live_bytes = [0]     # the most ever in use at once
-_lock = threading.Lock()
+# re-entrant: a garbage collection inside a locked section may free a cycle that holds a result,
+# whose finalizer then gives its block back from the same thread
+_lock = threading.RLock()
 
 
 def _reset_lock_after_fork():
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

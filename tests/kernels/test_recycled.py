@@ -3,6 +3,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -101,3 +102,27 @@ raise SystemExit(os.waitstatus_to_exitcode(status))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_result_freed_by_the_garbage_collector_inside_the_pool_comes_back():
+    """A cycle that holds a result may be collected while this thread holds the pool's lock (any
+    allocation can start a collection): its block must come back, not deadlock."""
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.me = holder                            # a cycle: only the collector frees it
+    holder.array = _recycled.empty(np, (MiB,), np.uint8)
+    start = address(holder.array)
+    del holder
+
+    def collect_under_the_lock():
+        with _recycled._lock:                     # as inside empty() or _give_back()
+            gc.collect()                          # the finalizer runs here, on this thread
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the finalizer waited for a lock its own thread held"
+    again = _recycled.empty(np, (MiB,), np.uint8)
+    assert address(again) == start
