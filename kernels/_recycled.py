@@ -105,7 +105,12 @@ def empty(xp, shape, dtype):
             # in use + waiting <= the most ever in use (the module docstring)
             _trim(_peak_live_bytes[0] - _live_bytes[0])
     if block is None:
-        block = numpy.empty(size, dtype=numpy.uint8)
+        try:
+            block = numpy.empty(size, dtype=numpy.uint8)
+        except BaseException:
+            with _lock:
+                _live_bytes[0] -= size          # nothing was handed out
+            raise
     lease = (ctypes.c_char * size).from_buffer(block)
     weakref.finalize(lease, _give_back, size, block).atexit = False
     return numpy.frombuffer(lease, dtype=dtype, count=count).reshape(shape)

@@ -126,3 +126,16 @@ def test_a_result_freed_by_the_garbage_collector_inside_the_pool_comes_back():
     assert not worker.is_alive(), "the finalizer waited for a lock its own thread held"
     again = _recycled.empty(np, (MiB,), np.uint8)
     assert address(again) == start
+
+
+def test_a_failed_allocation_is_not_counted_as_memory_in_use(monkeypatch):
+    before = _recycled._live_bytes[0]
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("test: no memory")
+
+    monkeypatch.setattr(_recycled.numpy, "empty", no_memory)
+    with pytest.raises(MemoryError):
+        _recycled.empty(np, (8 * MiB,), np.uint8)
+    monkeypatch.undo()
+    assert _recycled._live_bytes[0] == before
