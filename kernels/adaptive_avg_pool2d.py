@@ -27,7 +27,6 @@ import numpy
 from tinynet.backend import get_array_module
 
 from . import _recycled
-
 from ._checks import as_planes, check_4d, check_floating, check_grad_output, checked_input_shape
 from ._numba import cuda, grain_for, njit, parallel_tasks
 from ._paths import device_paths, one_thread_per_element

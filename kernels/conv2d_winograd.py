@@ -118,7 +118,6 @@ import numpy
 from tinynet.backend import get_array_module
 
 from . import _recycled
-
 from ._numba import njit, parallel_tasks
 from ._scratch import images_per_chunk, scratch
 

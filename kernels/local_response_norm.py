@@ -93,7 +93,6 @@ import numpy
 from tinynet.backend import get_array_module, get_num_threads
 
 from . import _recycled
-
 from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
 from ._paths import device_paths
 

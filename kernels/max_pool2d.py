@@ -209,8 +209,13 @@ def _inside_windows(x_shape, y_shape, kernel_h, kernel_w, stride_h, stride_w, pa
 
 
 def _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
-    inside, (h_first, h_last), (w_first, w_last) = _inside_windows(
-        x.shape, y.shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+    _pool_windows(_inside_windows(x.shape, y.shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w),
+                  x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+
+
+def _pool_windows(inside_windows, x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """y and argmax: the inside windows by their own kernel (where there is one), then the rest."""
+    inside, (h_first, h_last), (w_first, w_last) = inside_windows
     if inside is not None and h_last > h_first and w_last > w_first:
         parallel_tasks(inside, x.shape[0], x, y, argmax, h_first, h_last, w_first, w_last, pad_h, pad_w)
     else:
@@ -256,10 +261,11 @@ def _values_tasks(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, fi
 
 
 def _values_cpu(x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
-    if _inside_windows(x.shape, y.shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)[0] is not None:
+    inside_windows = _inside_windows(x.shape, y.shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+    if inside_windows[0] is not None:
         # faster than _values_tasks even with the argmax it writes (into scratch memory, dropped)
         argmax = scratch("max_pool2d_argmax", y.shape, _argmax_dtype(x.shape[1], x.shape[2]))
-        _forward_cpu(x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
+        _pool_windows(inside_windows, x, y, argmax, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
     else:
         parallel_tasks(_values_tasks, x.shape[0], x, y, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
 

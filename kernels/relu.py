@@ -36,7 +36,6 @@ import numpy
 from tinynet.backend import get_array_module
 
 from . import _recycled
-
 from ._numba import ELEMENTWISE_GRAIN, njit, parallel_tasks
 from ._paths import device_paths
 

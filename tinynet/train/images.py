@@ -337,7 +337,8 @@ def _forward_error(model, size, device):
 
     The forward runs the kernels the first training step needs, so that on an empty numba cache
     it compiles nothing that step would not: the graph is recorded (and dropped), where under
-    ``no_grad`` max pooling would compile its inference kernel (0.4 CPU-seconds); and convolutions
+    ``no_grad`` the layers would run their inference paths (max pooling's maxima-only loop, for
+    the geometries without a kernel of their own: 0.4 CPU-seconds); and convolutions
     take Winograd wherever their shape allows, as a training batch's do, where this one image
     would take im2col (0.7-0.8 CPU-seconds).  A user's own choice of algorithm is kept.  It runs
     in evaluation mode, so that it changes nothing: no dropout draws from the seeded generator,
