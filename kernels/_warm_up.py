@@ -18,25 +18,30 @@ How the two processes share the cache without racing:
 * numba writes every cache file to a temporary name and renames it into place (atomic on
   POSIX), and an index entry whose data file is not there yet reads as a miss: a process
   never loads half a file;
-* the child reports on its stdout which kernel it is compiling and which it has finished.
-  Before a kernel's first call here (``_numba.wait_for_warm_up``), this process waits only
-  for the kernel the child is compiling at that moment, then loads it from the cache; a kernel
-  the child has not reached yet is compiled here, in parallel with the child (which then
-  finds it in the cache);
+* each kernel is compiled by one process only: the first of the two to reach a kernel claims it
+  by creating a file named after it in a folder the two share (``O_CREAT | O_EXCL``: exactly one
+  creation succeeds).  Before a kernel's first call here (``_numba.wait_for_warm_up``) this
+  process loads it from the cache if the child has reported it done, waits for it if the child
+  has claimed it, and otherwise claims it and compiles it itself; the child, reaching a kernel
+  this process has claimed, skips the rest of that exercise and goes on to the next.  So the two
+  compile different kernels side by side, the child working ahead of this process;
 * numba's cache index is keyed by the source file's content hash, the signature and the CPU
   (name and features), so neither process can load a stale kernel or one built for another CPU.
 
 Where every kernel is in the cache already (the usual case after the first run), ``warm_up``
 starts no process.  Nor does it where no core is idle (load average above the usable cores less
 one): the child's compiling then only takes CPU time from this process, which compiles each
-kernel at its first call instead.  On a 2-core machine the README's training command reached its
-first step after 60-81 s with the child against 39-55 s without at load average 7-9; on an idle
-one the child gained nothing in one sitting (8.39 against 8.18 s) and cost 1.1 s in another
-(benchmarks/README.md, "Cold start"), which is why the training loop does not call it.  ``TINYNET_WARM_UP=0`` turns it off.
+kernel at its first call instead.  Once past the kernels of AlexNet's first training step the
+child runs at the lowest priority, so kernels this program may never call (batch norm, im2col
+for other networks) compile only on idle CPU time.  The training loop calls ``warm_up()``
+before it reads the photos (timings: benchmarks/README.md, "Cold start").  ``TINYNET_WARM_UP=0``
+turns it off.
 """
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy
@@ -71,14 +76,14 @@ def _exercises():
         saved[name + "_y"] = y
 
     def conv_backward(name):
-        conv2d.backward(numpy.ones_like(saved[name + "_y"]), saved[name])
+        conv2d.backward(numpy.ones_like(_needs(saved, name + "_y")), saved[name])
 
     def pool_pair(module, name, x, **options):
         y, saved[name] = module.forward(x, **options)
         saved[name + "_y"] = y
 
     def pool_backward(module, name):
-        module.backward(numpy.ones_like(saved[name + "_y"]), saved[name])
+        module.backward(numpy.ones_like(_needs(saved, name + "_y")), saved[name])
 
     def bn_forward():
         x = array(2, 4, 3, 3)
@@ -96,7 +101,7 @@ def _exercises():
     # conv1-like 11x11/4 on 3 channels: space to depth + Winograd, which needs at least
     # conv2d_space_to_depth.MIN_TILES (1,024) tiles: 32 images of 36 tiles each
     big = dict(x=array(32, 3, 99, 99), weight=array(16, 3, 11, 11), stride=4, padding=0)
-    # AlexNet's first step needs the first eleven (its crop-size check runs Winograd at any size,
+    # AlexNet's first step needs the first FIRST_STEP_EXERCISES (its crop-size check runs Winograd at any size,
     # so it compiles nothing else); im2col (small evaluation batches, strided layers), batch norm,
     # col2im and average pooling (ResNet, VGG with batch norm, GoogLeNet) come last
     return [
@@ -118,7 +123,7 @@ def _exercises():
         ("conv2d", lambda: conv_forward("im2col", array(1, 2, 5, 5), array(2, 2, 3, 3), "im2col",
                                         stride=1, padding=1)),
         ("batch_norm", bn_forward),
-        ("batch_norm", lambda: batch_norm.backward(numpy.ones_like(saved["bn_y"]), saved["bn"])),
+        ("batch_norm", lambda: batch_norm.backward(numpy.ones_like(_needs(saved, "bn_y")), saved["bn"])),
         ("conv2d", lambda: conv_backward("im2col")),
         # max pooling's other paths: the border of padded windows (ResNet), the kernels of
         # 2x2 at stride 2 (VGG, LeNet) and 3x3 at stride 1 (GoogLeNet), any other geometry
@@ -130,6 +135,10 @@ def _exercises():
                                          padding=1)),
         ("avg_pool2d", lambda: pool_backward(avg_pool2d, "avg")),
     ]
+
+
+#: exercises at the head of ``_exercises()`` that reach the kernels of AlexNet's first training step
+FIRST_STEP_EXERCISES = 10
 
 
 def kernels_to_compile():
@@ -145,29 +154,70 @@ def kernels_to_compile():
     return found
 
 
+class _Skip(Exception):
+    """Raised in the child at a kernel this process has claimed: the rest of that exercise is skipped."""
+
+
+def _needs(saved, key):
+    """``saved[key]``, or skip the exercise when the one that stores it was skipped."""
+    if key not in saved:
+        raise _Skip(key)
+    return saved[key]
+
+
+def _claim(claims, name):
+    """Create ``claims/name`` if no process has: True for the first process to ask (it compiles the
+    kernel), False for the other (an atomic ``O_CREAT | O_EXCL``, so exactly one process wins)."""
+    try:
+        os.close(os.open(os.path.join(claims, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        return False
+    except OSError:        # the folder is gone (the other side has finished): nothing to share
+        return True
+
+
 def _child():
-    """Run the exercises, printing ``start NAME`` / ``done NAME`` around each kernel compilation."""
-    import numba.core.event as numba_event
+    """Run the exercises, printing ``done NAME`` once each kernel it has claimed is in the cache.
 
-    class Reporter(numba_event.Listener):
-        depth = 0
+    A kernel the parent process has claimed is the parent's to compile: once it is in the cache the
+    exercise loads it and goes on; until then the exercise stops there (``_Skip``) and the next starts.  After the exercises of AlexNet's
+    first training step (``FIRST_STEP_EXERCISES``) the child lowers its priority to the lowest:
+    what is left may not be needed by the program at all, and must not take a core from it.
+    """
+    claims = os.environ.get("TINYNET_WARM_UP_CLAIMS")
+    claimed = []                    # kernels claimed whose first call may not have returned yet
 
-        def on_start(self, event):
-            Reporter.depth += 1
-            dispatcher = event.data.get("dispatcher")
-            if Reporter.depth == 1 and hasattr(dispatcher, "py_func"):
-                print("start", _name(dispatcher), flush=True)
+    def report_done():
+        # numba writes a kernel's cache entry after its compile event, before its first call
+        # returns: only then may the parent look for it
+        for name in claimed:
+            print("done", name, flush=True)
+        claimed.clear()
 
-        def on_end(self, event):
-            Reporter.depth -= 1
-            dispatcher = event.data.get("dispatcher")
-            if Reporter.depth == 0 and hasattr(dispatcher, "py_func"):
-                print("done", _name(dispatcher), flush=True)
+    def claim_or_skip(kernel):
+        report_done()               # the kernels run one after the other: the previous call has returned
+        name = _name(kernel)
+        if claims is None or _claim(claims, name):
+            claimed.append(name)
+        elif not _cached_for_this_cpu(kernel):
+            raise _Skip(name)       # the parent is compiling it; once it is cached, it only loads here
 
-    numba_event.register("numba:compile", Reporter())
-    for _, exercise in _exercises():
-        exercise()
-    print("finished", flush=True)
+    _numba._warm_up_hook = claim_or_skip
+    try:
+        for index, (_, exercise) in enumerate(_exercises()):
+            if index == FIRST_STEP_EXERCISES and hasattr(os, "nice"):
+                os.nice(19)
+            try:
+                exercise()
+            except _Skip:
+                pass
+            finally:
+                report_done()       # or failed: either way the parent must not wait for it
+        print("finished", flush=True)
+    finally:
+        if claims is not None:
+            shutil.rmtree(claims, ignore_errors=True)
 
 
 # ----------------------------------------------------------------- this process's side
@@ -185,9 +235,9 @@ def _cached_for_this_cpu(kernel):
 class WarmUp:
     """The running child process and what it has reported (see the module docstring)."""
 
-    def __init__(self, process):
+    def __init__(self, process, claims):
         self.process = process
-        self.compiling = None
+        self.claims = claims
         self.done = set()
         self.finished = False
         self._changed = threading.Condition()
@@ -197,23 +247,28 @@ class WarmUp:
     def _read(self):
         for line in self.process.stdout:
             word, _, name = line.strip().partition(" ")
-            with self._changed:
-                if word == "start":
-                    self.compiling = name
-                elif word == "done":
+            if word == "done":
+                with self._changed:
                     self.done.add(name)
-                    self.compiling = None
-                self._changed.notify_all()
+                    self._changed.notify_all()
         self.process.wait()
+        shutil.rmtree(self.claims, ignore_errors=True)   # the child removes it too, unless it crashed
         with self._changed:
-            self.finished, self.compiling = True, None
+            self.finished = True
             self._changed.notify_all()
 
     def wait_for(self, kernel):
-        """Return once the child is not compiling ``kernel`` (done, not reached yet, or exited)."""
+        """Before ``kernel``'s first call here: return at once when the child has finished it, has
+        exited, or has not reached it (this process then claims it and compiles it itself); wait
+        while the child has claimed it and not finished it."""
         name = _name(kernel)
         with self._changed:
-            while self.compiling == name:
+            if self.finished or name in self.done:
+                return
+        if _claim(self.claims, name):
+            return
+        with self._changed:
+            while name not in self.done and not self.finished:
                 self._changed.wait()
 
     def join(self, timeout=None):
@@ -223,6 +278,17 @@ class WarmUp:
 
 
 _current = None
+
+
+def _forget_after_fork():
+    # the reader thread does not exist in a forked child: waiting there for a "done" would hang
+    global _current
+    _current = None
+    _numba._warm_up_hook = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _cores_busy():
@@ -254,9 +320,11 @@ def warm_up(when_idle=True):
     env["PYTHONPATH"] = os.pathsep.join([package_parent] + [p for p in [env.get("PYTHONPATH")] if p])
     # one thread: the child only compiles, and its arrays are tiny
     env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", TINYNET_WARM_UP="0")
+    claims = tempfile.mkdtemp(prefix="tinynet-warm-up-")
+    env["TINYNET_WARM_UP_CLAIMS"] = claims
     process = subprocess.Popen(
         [sys.executable, "-c", "import tinynet.kernels._warm_up as w; w._child()"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
-    _current = WarmUp(process)
+    _current = WarmUp(process, claims)
     _numba._warm_up_hook = _current.wait_for
     return _current

@@ -3,7 +3,9 @@
 * the warm-up's exercises compile exactly the kernel signatures that real layers use, so a
   warmed cache leaves nothing to compile at the first training step;
 * the background process fills an empty cache, which a later process only loads from;
-* a process waits only for the kernel the warm-up is compiling at that moment;
+* each kernel is compiled by one process: the first to claim it.  This process waits only for a
+  kernel the background process has claimed and not finished; the background process skips a
+  kernel this process has claimed until it is in the cache, then loads it;
 * results do not depend on the number of threads.
 """
 import os
@@ -58,32 +60,51 @@ def test_the_exercises_compile_the_signatures_real_layers_use():
 
 
 CHILD = r"""
-import json, sys, tinynet
-from tinynet.kernels import _warm_up
+import json, os, sys, tinynet
+from tinynet.kernels import _warm_up, avg_pool2d, relu
 handle = tinynet.kernels.warm_up(when_idle=False)    # whatever the machine's load
 if sys.argv[1] == "warm":
-    assert handle is not None and handle.join(600), "the warm-up process did not finish"
-    assert len(handle.done) == len(_warm_up.kernels_to_compile()), handle.done
-    assert tinynet.kernels.warm_up(when_idle=False) is None    # every kernel cached: nothing to start
+    assert handle is not None
+    # claimed here before the background process can reach them: relu's forward kernel is in the
+    # cache already (the background process loads it and goes on to relu's backward kernel), average
+    # pooling's backward kernel is not (the background process skips it, and this process compiles it)
+    for kernel in (relu._relu_forward_tasks, avg_pool2d._avg_backward_tasks):
+        assert _warm_up._claim(handle.claims, _warm_up._name(kernel))
+    assert handle.join(600), "the warm-up process did not finish"
+    assert not os.path.exists(handle.claims), "the claims folder outlived the warm-up process"
+    print(json.dumps(sorted(handle.done)))
+    assert not _warm_up._cached_for_this_cpu(avg_pool2d._avg_backward_tasks)    # skipped there
 else:
     assert handle is None, "a warm cache should start no process"
+    print(json.dumps([]))
 for _, exercise in _warm_up._exercises():
     exercise()
 print(json.dumps({_warm_up._name(k): [sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values())]
                   for k in _warm_up.kernels_to_compile()}))
 """
 
+COMPILE_RELU = "import numpy; from tinynet.kernels import relu; relu.forward(numpy.ones(1 << 20, numpy.float32))"
+
 
 def test_the_background_process_fills_an_empty_cache_that_later_processes_only_load(tmp_path):
+    import json
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     env.pop("TINYNET_WARM_UP", None)
+    subprocess.run([sys.executable, "-c", COMPILE_RELU], cwd=ROOT, env=env, check=True, timeout=300)
+    names = {_warm_up._name(kernel) for kernel in _warm_up.kernels_to_compile()}
+    relu_forward, avg_backward = "tinynet.kernels.relu._relu_forward_tasks", "tinynet.kernels.avg_pool2d._avg_backward_tasks"
     for mode in ("warm", "load"):
         result = subprocess.run([sys.executable, "-c", CHILD, mode], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=900)
         assert result.returncode == 0, result.stderr
-        import json
-        counts = json.loads(result.stdout.strip().splitlines()[-1])
-        # every kernel loaded from the cache the background process wrote: no compilation here
+        lines = result.stdout.strip().splitlines()
+        done, counts = json.loads(lines[-2]), json.loads(lines[-1])
+        if mode == "warm":
+            # every kernel but the two this process claimed came from the background process
+            assert set(done) == names - {relu_forward, avg_backward}
+            # ... and loads here; the one claimed and not cached was compiled here
+            assert counts.pop(avg_backward) == [0, 1], "the claimed kernel was not left to this process"
+        # a later process only loads
         assert all(hits >= 1 and misses == 0 for hits, misses in counts.values()), counts
 
 
@@ -123,24 +144,74 @@ class _FakeProcess:
         return 0
 
 
-def test_a_process_waits_only_for_the_kernel_being_compiled():
+def test_a_process_waits_only_for_a_kernel_the_background_process_has_claimed(tmp_path):
     kernels = _warm_up.kernels_to_compile()
-    compiling, later = kernels[0], kernels[1]
+    theirs, ours, finished = kernels[0], kernels[1], kernels[2]
     process = _FakeProcess()
-    handle = _warm_up.WarmUp(process)
-    process.stdout.feed(f"start {_warm_up._name(compiling)}\n")
-    while handle.compiling is None:
+    handle = _warm_up.WarmUp(process, str(tmp_path))
+    assert _warm_up._claim(handle.claims, _warm_up._name(theirs))          # the background process's claim
+    process.stdout.feed(f"done {_warm_up._name(finished)}\n")
+    while _warm_up._name(finished) not in handle.done:
         threading.Event().wait(0.01)
-    handle.wait_for(later)                      # not being compiled: returns at once
+    handle.wait_for(finished)                   # done there: returns at once, claims nothing
+    assert not (tmp_path / _warm_up._name(finished)).exists()
+    handle.wait_for(ours)                       # nobody's yet: claimed here, returns at once
+    assert (tmp_path / _warm_up._name(ours)).exists()
+    assert not _warm_up._claim(handle.claims, _warm_up._name(ours))         # the background process loses it
     waited = threading.Event()
-    waiter = threading.Thread(target=lambda: (handle.wait_for(compiling), waited.set()))
+    waiter = threading.Thread(target=lambda: (handle.wait_for(theirs), waited.set()))
     waiter.start()
-    assert not waited.wait(0.2)                 # the kernel in progress: waits ...
-    process.stdout.feed(f"done {_warm_up._name(compiling)}\n")
-    assert waited.wait(10)                      # ... until the child reports it done
-    process.stdout.close()
+    assert not waited.wait(0.2)                 # claimed there and not done: waits ...
+    process.stdout.feed(f"done {_warm_up._name(theirs)}\n")
+    assert waited.wait(10)                      # ... until the background process reports it done
     waiter.join()
-    assert handle.join(10) and _warm_up._name(compiling) in handle.done
+    process.stdout.close()
+    assert handle.join(10) and not tmp_path.exists()                        # the claims go with the process
+
+
+def test_a_kernel_claimed_by_a_process_that_has_exited_is_not_waited_for(tmp_path):
+    kernel = _warm_up.kernels_to_compile()[0]
+    process = _FakeProcess()
+    handle = _warm_up.WarmUp(process, str(tmp_path))
+    assert _warm_up._claim(handle.claims, _warm_up._name(kernel))
+    process.stdout.close()                      # exited (or crashed) before reporting it done
+    assert handle.join(10)
+    handle.wait_for(kernel)                     # returns: this process compiles it
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_does_not_wait_for_the_background_process(tmp_path, monkeypatch):
+    """A forked child has no thread reading the background process's reports: it must compile
+    a kernel itself rather than wait for a report that would never reach it."""
+    class Uncompiled:                                    # a kernel before its first call here
+        overloads = {}
+        py_func = _small_network
+
+    kernel = Uncompiled()
+    process = _FakeProcess()
+    handle = _warm_up.WarmUp(process, str(tmp_path))
+    assert _warm_up._claim(handle.claims, _warm_up._name(kernel))           # claimed there, never done
+    monkeypatch.setattr(_warm_up, "_current", handle)
+    monkeypatch.setattr(_numba, "_warm_up_hook", handle.wait_for)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _numba.wait_for_warm_up(kernel)
+            finally:
+                os._exit(0)
+        for _ in range(100):                             # 10 s
+            finished, status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                break
+            threading.Event().wait(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child waited for the background process")
+    finally:
+        process.stdout.close()
+        handle.join(10)
 
 
 @pytest.mark.parametrize("threads", [1, 3])

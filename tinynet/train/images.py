@@ -785,6 +785,10 @@ def train(args):
 
     if group is not None:
         say(f"data parallel: {group.world_size} processes (rank 0 prints and writes)")
+    elif args.device == "cpu":
+        # a fresh install compiles the CPU kernels in a background process while this one builds the
+        # model and reads photos (kernels/_warm_up.py); with every kernel cached it starts nothing
+        tinynet.kernels.warm_up()
     run = prepare_run(args, group, say)
     with StopRequest(args.stop_at) as stop:
         code = run.fit(stop)
