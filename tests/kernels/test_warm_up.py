@@ -179,6 +179,18 @@ def test_a_kernel_claimed_by_a_process_that_has_exited_is_not_waited_for(tmp_pat
     handle.wait_for(kernel)                     # returns: this process compiles it
 
 
+def _wait_for_child(pid, seconds, message):
+    """The exit status of forked child ``pid``; kills it and fails with ``message`` after ``seconds``."""
+    for _ in range(int(seconds * 10)):
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            return status
+        threading.Event().wait(0.1)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail(message)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_process_does_not_wait_for_the_background_process(tmp_path, monkeypatch):
     """A forked child has no thread reading the background process's reports: it must compile
@@ -200,15 +212,7 @@ def test_a_forked_process_does_not_wait_for_the_background_process(tmp_path, mon
                 _numba.wait_for_warm_up(kernel)
             finally:
                 os._exit(0)
-        for _ in range(100):                             # 10 s
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                break
-            threading.Event().wait(0.1)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child waited for the background process")
+        _wait_for_child(pid, 10, "the forked child waited for the background process")
     finally:
         process.stdout.close()
         handle.join(10)
@@ -288,15 +292,7 @@ def test_a_forked_child_runs_parallel_kernels_on_threads_of_its_own():
                 code = 0 if len(child.threads) == 2 else 4
             finally:
                 os._exit(code)
-        for _ in range(300):                             # 30 s
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                break
-            threading.Event().wait(0.1)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung in a parallel kernel")
+        status = _wait_for_child(pid, 30, "the forked child hung in a parallel kernel")
     finally:
         backend.set_num_threads(previous)
     assert os.waitstatus_to_exitcode(status) == 0, "the child ran every range on one thread"
