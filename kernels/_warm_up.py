@@ -181,9 +181,10 @@ def _child():
     """Run the exercises, printing ``done NAME`` once each kernel it has claimed is in the cache.
 
     A kernel the parent process has claimed is the parent's to compile: once it is in the cache the
-    exercise loads it and goes on; until then the exercise stops there (``_Skip``) and the next starts.  After the exercises of AlexNet's
-    first training step (``FIRST_STEP_EXERCISES``) the child lowers its priority to the lowest:
-    what is left may not be needed by the program at all, and must not take a core from it.
+    exercise loads it and goes on; until then the exercise stops there (``_Skip``) and the next
+    starts.  After the exercises of AlexNet's first training step (``FIRST_STEP_EXERCISES``) the
+    child lowers its priority to the lowest: what is left may not be needed by the program at all,
+    and must not take a core from it.
     """
     claims = os.environ.get("TINYNET_WARM_UP_CLAIMS")
     claimed = []                    # kernels claimed whose first call may not have returned yet

@@ -92,7 +92,8 @@ def test_the_background_process_fills_an_empty_cache_that_later_processes_only_l
     env.pop("TINYNET_WARM_UP", None)
     subprocess.run([sys.executable, "-c", COMPILE_RELU], cwd=ROOT, env=env, check=True, timeout=300)
     names = {_warm_up._name(kernel) for kernel in _warm_up.kernels_to_compile()}
-    relu_forward, avg_backward = "tinynet.kernels.relu._relu_forward_tasks", "tinynet.kernels.avg_pool2d._avg_backward_tasks"
+    relu_forward = "tinynet.kernels.relu._relu_forward_tasks"
+    avg_backward = "tinynet.kernels.avg_pool2d._avg_backward_tasks"
     for mode in ("warm", "load"):
         result = subprocess.run([sys.executable, "-c", CHILD, mode], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=900)
