@@ -194,20 +194,29 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
     left = A with s = m.
 
     Each task takes one row of tiles of one image.  It first copies the s input
-    rows it needs, for every channel, into a small channels-last buffer, so that
-    every step of the transform is a loop over channels: contiguous and hundreds
-    long (along a tile row the loops would be as short as the 5 tiles of a 13 x 13
-    image).  The same channels-last order makes each (a, b) slice of ``out`` a
-    (tiles x channels) matrix for the GEMMs.
+    rows it needs, for every channel, into a small channels-last buffer (a strided
+    gather across channels, written contiguously), so that every step of the
+    transform is a loop over channels.  Along i it fills ``half[a, j]`` with the
+    row's tiles one after the other, channels contiguous: the order of the row's
+    block ``out[a, b, 0, t0:t0 + tiles_w]``, so that with one group the sums along j
+    run as one loop over tiles_w x C values (896 for ResNet's 64-channel layers)
+    rather than one loop per tile.  numba's vectorised loop costs about as much to
+    start as to run over 64 channels (timings: benchmarks/README.md, "Measurements
+    behind the kernels' design"); where groups split the channels the sums along j
+    still go tile by tile.
     """
     batch, channels, height, width = x.shape
     alpha, size = left.shape
     groups, channels_per_group = out.shape[2], out.shape[4]
     strip = (tiles_w - 1) * step + size              # input columns that a row of tiles touches
+    rows = numpy.zeros((size, strip, channels), dtype=x.dtype)
+    half = numpy.empty((alpha, size, tiles_w * channels), dtype=x.dtype)
+    # the second pass runs over a whole row of tiles where one group holds every channel, and
+    # tile by tile otherwise (a group's channels are then not contiguous in half)
+    segments, length = (1, tiles_w * channels) if groups == 1 else (tiles_w, channels_per_group)
     for task in range(first, last):
         n = task // tiles_h
         th = task % tiles_h
-        rows = numpy.zeros((size, strip, channels), dtype=x.dtype)
         for i in range(size):
             h = th * step - pad_h + i
             if 0 <= h < height:
@@ -217,32 +226,52 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
                     target = rows[i, w + pad_w]
                     for c in range(channels):
                         target[c] = x[n, c, h, w]
-        half = numpy.empty((alpha, size, channels), dtype=x.dtype)
-        for tw in range(tiles_w):
-            t = task * tiles_w + tw
-            left_column = tw * step
-            # along i: half[a, j] = sum_i left[a, i] tile[i, j]   (zero coefficients skipped)
-            for a in range(alpha):
-                for j in range(size):
-                    for c in range(channels):
-                        half[a, j, c] = 0
+            else:
+                rows[i, :, :] = 0
+        # along i: half[a, j, tw*C + c] = sum_i left[a, i] rows[i, tw*step + j, c]
+        for a in range(alpha):
+            for j in range(size):
+                for tw in range(tiles_w):
+                    target = half[a, j, tw * channels:(tw + 1) * channels]
+                    started = False             # the first term is stored, not added to a zero
                     for i in range(size):
                         coefficient = left[a, i]
                         if coefficient != 0:
-                            for c in range(channels):
-                                half[a, j, c] += coefficient * rows[i, left_column + j, c]
-            # along j: out[a, b] = sum_j left[b, j] half[a, j]
-            for a in range(alpha):
-                for b in range(alpha):
-                    for g in range(groups):
-                        destination = out[a, b, g, t]
-                        for c in range(channels_per_group):
-                            destination[c] = 0
+                            source = rows[i, tw * step + j]
+                            if started:
+                                for c in range(channels):
+                                    target[c] += coefficient * source[c]
+                            else:
+                                for c in range(channels):
+                                    target[c] = coefficient * source[c]
+                                started = True
+                    if not started:
+                        for c in range(channels):
+                            target[c] = 0
+        # along j: out[a, b, g, t0 + tw, c'] = sum_j left[b, j] half[a, j, tw*C + g*C/G + c']
+        first_tile = task * tiles_w
+        for a in range(alpha):
+            for b in range(alpha):
+                for g in range(groups):
+                    row_of_tiles = out[a, b, g, first_tile:first_tile + tiles_w].reshape(tiles_w * channels_per_group)
+                    for segment in range(segments):
+                        destination = row_of_tiles[segment * length:(segment + 1) * length]
+                        offset = segment * channels + g * channels_per_group
+                        started = False
                         for j in range(size):
                             coefficient = left[b, j]
                             if coefficient != 0:
-                                for c in range(channels_per_group):
-                                    destination[c] += coefficient * half[a, j, g * channels_per_group + c]
+                                source = half[a, j, offset:offset + length]
+                                if started:
+                                    for k in range(length):
+                                        destination[k] += coefficient * source[k]
+                                else:
+                                    for k in range(length):
+                                        destination[k] = coefficient * source[k]
+                                    started = True
+                        if not started:
+                            for k in range(length):
+                                destination[k] = 0
 
 
 def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
