@@ -323,9 +323,11 @@ def warm_up(when_idle=True):
     env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", TINYNET_WARM_UP="0")
     claims = tempfile.mkdtemp(prefix="tinynet-warm-up-")
     env["TINYNET_WARM_UP_CLAIMS"] = claims
+    # started in the folder that holds this tinynet: ``python -c`` puts its working folder first on
+    # sys.path, and a tinynet/ there (a checkout of another version) would shadow this one
     process = subprocess.Popen(
         [sys.executable, "-c", "import tinynet.kernels._warm_up as w; w._child()"],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=package_parent)
     _current = WarmUp(process, claims)
     _numba._warm_up_hook = _current.wait_for
     return _current

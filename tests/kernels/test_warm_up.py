@@ -88,14 +88,20 @@ COMPILE_RELU = "import numpy; from tinynet.kernels import relu; relu.forward(num
 
 def test_the_background_process_fills_an_empty_cache_that_later_processes_only_load(tmp_path):
     import json
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("TINYNET_WARM_UP", None)
     subprocess.run([sys.executable, "-c", COMPILE_RELU], cwd=ROOT, env=env, check=True, timeout=300)
+    # run from a folder holding another "tinynet" (a checkout of another version, say): the
+    # background process must import the same tinynet as this one, not the folder's
+    script, elsewhere = tmp_path / "child.py", tmp_path / "elsewhere"
+    script.write_text(CHILD)
+    (elsewhere / "tinynet").mkdir(parents=True)
+    (elsewhere / "tinynet" / "__init__.py").write_text("raise ImportError('not the tinynet under test')\n")
     names = {_warm_up._name(kernel) for kernel in _warm_up.kernels_to_compile()}
     relu_forward = "tinynet.kernels.relu._relu_forward_tasks"
     avg_backward = "tinynet.kernels.avg_pool2d._avg_backward_tasks"
     for mode in ("warm", "load"):
-        result = subprocess.run([sys.executable, "-c", CHILD, mode], cwd=ROOT, env=env, capture_output=True,
+        result = subprocess.run([sys.executable, str(script), mode], cwd=elsewhere, env=env, capture_output=True,
                                 text=True, timeout=900)
         assert result.returncode == 0, result.stderr
         lines = result.stdout.strip().splitlines()
