@@ -184,6 +184,30 @@ def transform_matrices(m, r, dtype=numpy.float64):
 
 
 # ------------------------------------------------------------------ tile transforms (CPU)
+@njit(cache=True, nogil=True, inline="always")
+def _weighted_rows(target, coefficients, terms, offset):
+    """target[e] = sum_k coefficients[k] terms[k, offset + e] over the nonzero coefficients, in order.
+
+    The first term is stored rather than added to a zero (the same values; a zero's sign may
+    differ), which saves a pass over target: 10-40 % of a tile transform.
+    """
+    started = False
+    for k in range(coefficients.shape[0]):
+        coefficient = coefficients[k]
+        if coefficient != 0:
+            term = terms[k, offset:offset + target.shape[0]]
+            if started:
+                for e in range(target.shape[0]):
+                    target[e] += coefficient * term[e]
+            else:
+                for e in range(target.shape[0]):
+                    target[e] = coefficient * term[e]
+                started = True
+    if not started:
+        for e in range(target.shape[0]):
+            target[e] = 0
+
+
 @njit(cache=True, nogil=True)
 def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, first, last):
     """out[a, b, g, t, c'] = sum_{i,j < s} left[a, i] left[b, j] x[n, g*C/G + c', th*step - pad_h + i, tw*step - pad_w + j].
@@ -229,25 +253,12 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
             else:
                 rows[i, :, :] = 0
         # along i: half[a, j, tw*C + c] = sum_i left[a, i] rows[i, tw*step + j, c]
+        rows_flat = rows.reshape(size, strip * channels)
         for a in range(alpha):
             for j in range(size):
                 for tw in range(tiles_w):
-                    target = half[a, j, tw * channels:(tw + 1) * channels]
-                    started = False             # the first term is stored, not added to a zero
-                    for i in range(size):
-                        coefficient = left[a, i]
-                        if coefficient != 0:
-                            source = rows[i, tw * step + j]
-                            if started:
-                                for c in range(channels):
-                                    target[c] += coefficient * source[c]
-                            else:
-                                for c in range(channels):
-                                    target[c] = coefficient * source[c]
-                                started = True
-                    if not started:
-                        for c in range(channels):
-                            target[c] = 0
+                    _weighted_rows(half[a, j, tw * channels:(tw + 1) * channels], left[a], rows_flat,
+                                   (tw * step + j) * channels)
         # along j: out[a, b, g, t0 + tw, c'] = sum_j left[b, j] half[a, j, tw*C + g*C/G + c']
         first_tile = task * tiles_w
         for a in range(alpha):
@@ -255,23 +266,8 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
                 for g in range(groups):
                     row_of_tiles = out[a, b, g, first_tile:first_tile + tiles_w].reshape(tiles_w * channels_per_group)
                     for segment in range(segments):
-                        destination = row_of_tiles[segment * length:(segment + 1) * length]
-                        offset = segment * channels + g * channels_per_group
-                        started = False
-                        for j in range(size):
-                            coefficient = left[b, j]
-                            if coefficient != 0:
-                                source = half[a, j, offset:offset + length]
-                                if started:
-                                    for k in range(length):
-                                        destination[k] += coefficient * source[k]
-                                else:
-                                    for k in range(length):
-                                        destination[k] = coefficient * source[k]
-                                    started = True
-                        if not started:
-                            for k in range(length):
-                                destination[k] = 0
+                        _weighted_rows(row_of_tiles[segment * length:(segment + 1) * length], left[b], half[a],
+                                       segment * channels + g * channels_per_group)
 
 
 def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
