@@ -212,10 +212,11 @@ def _weighted_rows(target, coefficients, terms, offset):
 def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, first, last):
     """out[a, b, g, t, c'] = sum_{i,j < s} left[a, i] left[b, j] x[n, g*C/G + c', th*step - pad_h + i, tw*step - pad_w + j].
 
-    x (n, C, H, W); left (alpha, s); out (alpha, alpha, G, n*tiles_h*tiles_w, C/G) with
-    t = (n*tiles_h + th)*tiles_w + tw.  Reads outside x are zero.  The input
-    transform is left = B^T with s = alpha; the output-gradient transform is
-    left = A with s = m.
+    x (n, C, H, W); left (alpha, s); out (alpha, alpha, G, n*tiles_h*tiles_w*C/G): the
+    (alpha, alpha, G, tiles, C/G) array with its last two axes as one, t = (n*tiles_h + th)*tiles_w
+    + tw (no reshape inside the kernel: its error paths cost 0.2-0.3 CPU-s of compiling).  Reads
+    outside x are zero.  The input transform is left = B^T with s = alpha; the output-gradient
+    transform is left = A with s = m.
 
     Each task takes one row of tiles of one image.  It first copies the s input
     rows it needs, for every channel, into a small channels-last buffer (a strided
@@ -231,9 +232,10 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
     """
     batch, channels, height, width = x.shape
     alpha, size = left.shape
-    groups, channels_per_group = out.shape[2], out.shape[4]
+    groups = out.shape[2]
+    channels_per_group = channels // groups
     strip = (tiles_w - 1) * step + size              # input columns that a row of tiles touches
-    rows = numpy.zeros((size, strip, channels), dtype=x.dtype)
+    rows = numpy.zeros((size, strip * channels), dtype=x.dtype)     # rows[i, col*C + c]
     half = numpy.empty((alpha, size, tiles_w * channels), dtype=x.dtype)
     # the second pass runs over a whole row of tiles where one group holds every channel, and
     # tile by tile otherwise (a group's channels are then not contiguous in half)
@@ -247,32 +249,33 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
                 for w in range(max(0, -pad_w), min(width, strip - pad_w)):
                     # a strided gather across channels, written contiguously: the lines it
                     # reads stay in L1 for the next w, where writes across channels would not
-                    target = rows[i, w + pad_w]
+                    target = rows[i, (w + pad_w) * channels:]
                     for c in range(channels):
                         target[c] = x[n, c, h, w]
             else:
-                rows[i, :, :] = 0
+                rows[i, :] = 0
         # along i: half[a, j, tw*C + c] = sum_i left[a, i] rows[i, tw*step + j, c]
-        rows_flat = rows.reshape(size, strip * channels)
         for a in range(alpha):
             for j in range(size):
                 for tw in range(tiles_w):
-                    _weighted_rows(half[a, j, tw * channels:(tw + 1) * channels], left[a], rows_flat,
+                    _weighted_rows(half[a, j, tw * channels:(tw + 1) * channels], left[a], rows,
                                    (tw * step + j) * channels)
         # along j: out[a, b, g, t0 + tw, c'] = sum_j left[b, j] half[a, j, tw*C + g*C/G + c']
         first_tile = task * tiles_w
         for a in range(alpha):
             for b in range(alpha):
                 for g in range(groups):
-                    row_of_tiles = out[a, b, g, first_tile:first_tile + tiles_w].reshape(tiles_w * channels_per_group)
+                    row_of_tiles = out[a, b, g, first_tile * channels_per_group:]
                     for segment in range(segments):
                         _weighted_rows(row_of_tiles[segment * length:(segment + 1) * length], left[b], half[a],
                                        segment * channels + g * channels_per_group)
 
 
 def _transform_tiles_cpu(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out):
+    """``_transform_tiles_tasks`` over every row of tiles; out (alpha, alpha, G, tiles, C/G), contiguous."""
+    alpha, _, groups = out.shape[:3]
     parallel_tasks(_transform_tiles_tasks, x.shape[0] * tiles_h, x, left, step, pad_h, pad_w, tiles_h,
-                   tiles_w, out)
+                   tiles_w, out.reshape(alpha, alpha, groups, -1))
 
 
 @njit(cache=True, nogil=True)
