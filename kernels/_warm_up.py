@@ -33,8 +33,9 @@ starts no process.  Nor does it where no core is idle (load average above the us
 one): the child's compiling then only takes CPU time from this process, which compiles each
 kernel at its first call instead.  Once past the kernels of AlexNet's first training step the
 child runs at the lowest priority, so kernels this program may never call (batch norm, im2col
-for other networks) compile only on idle CPU time.  The training loop calls ``warm_up()``
-before it reads the photos (timings: benchmarks/README.md, "Cold start").  ``TINYNET_WARM_UP=0``
+for other networks) compile only on idle CPU time.  The image-training command
+(``tinynet.train.images``, which ``examples/alexnet_catdog.py`` runs) calls ``warm_up()`` before it
+builds the model and reads the photos (timings: benchmarks/README.md, "Cold start").  ``TINYNET_WARM_UP=0``
 turns it off.
 """
 import os
@@ -215,7 +216,6 @@ def _child():
                 pass
             finally:
                 report_done()       # or failed: either way the parent must not wait for it
-        print("finished", flush=True)
     finally:
         if claims is not None:
             shutil.rmtree(claims, ignore_errors=True)

@@ -98,7 +98,7 @@ regions that end in a synchronisation, and on a busy machine (another process
 on one of the two cores) 32 MiB chunks made the forward pass up to 1.5-2x
 slower than one full-batch chunk; fewer, larger chunks lose less.  128 MiB
 keeps the training step's peak memory near PyTorch's while taking most of the
-gain of larger chunks (the timings: benchmarks/README.md, "Measurements behind the kernels' design"):
+gain of larger chunks (the timings: benchmarks/README.md, "Measurements behind the design"):
 
 * forward: im2col the chunk, Y_g = W_g @ cols_g, transpose that block into
   y[n0:n1] (adding the bias);

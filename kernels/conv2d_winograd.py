@@ -227,7 +227,7 @@ def _transform_tiles_tasks(x, left, step, pad_h, pad_w, tiles_h, tiles_w, out, f
     run as one loop over tiles_w x C values (896 for ResNet's 64-channel layers)
     rather than one loop per tile.  numba's vectorised loop costs about as much to
     start as to run over 64 channels (timings: benchmarks/README.md, "Measurements
-    behind the kernels' design"); where groups split the channels the sums along j
+    behind the design"); where groups split the channels the sums along j
     still go tile by tile.
     """
     batch, channels, height, width = x.shape
@@ -378,7 +378,7 @@ _TILE_CANDIDATES = (2, 3, 4)
 MIN_CHANNELS = 16
 #: below this many output pixels per call (batch x OH x OW) the GEMMs are too short to pay.  Counted
 #: in pixels, not tiles: one rule then fits every layer measured on 2 threads (timings:
-#: benchmarks/README.md, "Measurements behind the kernels' design") -- Winograd won from 729 pixels
+#: benchmarks/README.md, "Measurements behind the design") -- Winograd won from 729 pixels
 #: (AlexNet's conv2 at batch 1, 81 tiles of 3x3; ResNet's 28 x 28 layers at batch 1, 49 tiles of
 #: 4x4) and lost at 676 and below (AlexNet's 13 x 13 layers up to batch 4, 100 tiles of 3x3)
 MIN_PIXELS = 700

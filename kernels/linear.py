@@ -33,7 +33,7 @@ cuBLAS (CuPy); nothing here is worth a hand-written kernel.  The forward
 product is computed transposed, y = (W x^T)^T, then copied to a contiguous
 (N, out) array (cheap: y is small): the same numbers, but OpenBLAS runs
 ``x @ W.T`` (a transposed *second* operand) erratically slowly on 2 threads --
-measured up to 10x slower (benchmarks/README.md, "Measurements behind the kernels' design") -- while ``W @ x.T`` is fast and steady.  (The same trick for dW would
+measured up to 10x slower (benchmarks/README.md, "Measurements behind the design") -- while ``W @ x.T`` is fast and steady.  (The same trick for dW would
 need a transposing copy of the whole weight-sized result, which costs more
 than it saves.)  cuBLAS is indifferent, so both backends share the code.
 """

@@ -15,7 +15,7 @@ Every element is updated independently, so the step is memory-bound: its cost
 is the number of passes over the parameter-sized arrays.  Written as array
 calls (``g = g + wd*p; v *= mu; v += (1-d)*g; p -= lr*g``) it makes about a
 dozen passes and three parameter-sized temporaries (what that cost AlexNet's
-62 M parameters: benchmarks/README.md, "Measurements behind the kernels' design").  The CPU path is one numba loop that
+62 M parameters: benchmarks/README.md, "Measurements behind the design").  The CPU path is one numba loop that
 reads p, g and v once and writes p and v once.
 
 Rounding

@@ -10,7 +10,7 @@ import os as _os
 # OpenBLAS (NumPy's BLAS) keeps its worker threads spinning for 2**28 cycles, about 0.1 s, after
 # every GEMM, and tinynet runs a numba parallel loop (ReLU, pooling, LRN, the Winograd transforms)
 # right after most GEMMs: on 2 cores the spinning worker took a core from it (what cutting the spin
-# to 2**4 cycles gained: benchmarks/README.md, "Measurements behind the kernels' design").
+# to 2**4 cycles gained: benchmarks/README.md, "Measurements behind the design").
 # OPENBLAS_THREAD_TIMEOUT=4 unless the user set it; it takes effect whether NumPy was imported
 # before tinynet or not (how, and the warning where it cannot: tinynet/_threads.py).
 from . import _threads
