@@ -52,17 +52,32 @@ windows that contain it.
 CPU and GPU
 -----------
 CPU: numba loops parallel over (image, channel) pairs; each task owns one
-input plane, so col2im scatters into it without races.  The zero padding is
-handled by computing, per kernel tap, the range of output columns whose source
-lies inside the input, so the inner loop is a branch-free strided copy; at
-stride 1 it is a contiguous copy, which numba compiles to SIMD (1.2-2.5x
-faster on ResNet's and AlexNet's stride-1 layers than the strided form).
+input plane, so col2im scatters into it without races.  A task first copies its
+plane into *phase planes* with the zero padding around it:
+
+    phase[a, b][r, t] = x[n, c, r*sh + a - ph, t*sw + b - pw]     (0 outside the input)
+
+for every phase a < sh, b < sw, r < OH + (kh-1)*dh // sh, t < OW + (kw-1)*dw // sw.
+Tap (i, j) then reads phase ((i*dh) % sh, (j*dw) % sw) shifted by
+((i*dh) // sh, (j*dw) // sw), so each of its OH rows is a contiguous copy, with
+no borders to test and no stride, whatever the layer's stride and padding: numba
+compiles it to SIMD.  The padding is written once per call (every plane fills
+the same inside part), and copying the plane costs a k^2/s^2-th of the columns.
+col2im runs the same copies in reverse, adding into zeroed phase planes, and
+then copies their inside part back to the plane.  Every pixel receives its
+entries in the same (i, j) order as a direct scatter, so the sums are the same
+to the bit.  Against copying each row straight from the plane, with its borders
+worked out per row (one image, 2 threads, benchmarks/README.md's machine):
+AlexNet's conv1 0.42 -> 0.22 ms, ResNet's stem 0.56 -> 0.17 ms, its 3x3/2 on 56 px
+0.28 -> 0.16 ms, its 14 px layer 0.37 -> 0.23 ms; the stride-2 layers at batch 32
+1.3-1.7x, col2im alike.
 GPU: numba.cuda kernels.  im2col uses one thread per (channel, output pixel)
 that writes its kh*kw column entries (neighbouring threads write neighbouring
 addresses).  col2im uses one thread per *input* pixel that gathers the entries
 that came from it; gathering instead of scattering needs no atomic adds, and
 the sum is done in the same order every time (deterministic).
 """
+import numba
 import numpy
 
 from tinynet.backend import get_array_module
@@ -101,47 +116,50 @@ def inside_range(offset, stride, size, out_size):
     return first, last
 
 
+@njit(cache=True, inline="always")
+def _phase_plane_shape(kernel, stride, dilation, out_size):
+    """Rows (or columns) of one phase plane: the output positions plus the farthest tap's shift."""
+    return out_size + ((kernel - 1) * dilation) // stride
+
+
 @njit(cache=True, nogil=True)
 def _im2col_tasks(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                dilation_h, dilation_w, out_h, out_w, first, last):
+                  dilation_h, dilation_w, out_h, out_w, first, last):
     batch, channels, height, width = image.shape
     pixels = out_h * out_w
-    zero = cols.dtype.type(0)
-    # one task per (channel, image): it reads one input plane (cache-resident)
-    # and writes kh*kw row segments of length OH*OW
-    # The copies run over slices, counting from 0, so that they vectorise (_numba.py, "Loops that
-    # vectorise"): 2x faster at stride 1.
+    rows = _phase_plane_shape(kernel_h, stride_h, dilation_h, out_h)
+    row_length = _phase_plane_shape(kernel_w, stride_w, dilation_w, out_w)
+    # the zero padding is written once: every plane fills the same inside part (module docstring)
+    phases = numpy.zeros((stride_h, stride_w, rows * row_length), cols.dtype)
+    # unsigned indices: no negative-index check, so the copies vectorise (_numba.py)
+    u_out_h, u_out_w, u_row_length = numba.uint64(out_h), numba.uint64(out_w), numba.uint64(row_length)
+    u_stride_w = numba.uint64(stride_w)
     for task in range(first, last):
         c = task // batch
         n = task - c * batch
         plane = image[n, c]
+        # phases[a, b, r*row_length + t] = x[r*sh + a - ph, t*sw + b - pw], 0 outside the input
+        for a in range(stride_h):
+            first_r, last_r = inside_range(a - pad_h, stride_h, height, rows)
+            for b in range(stride_w):
+                first_t, last_t = inside_range(b - pad_w, stride_w, width, row_length)
+                phase = phases[a, b]
+                count = numba.uint64(last_t - first_t)
+                for r in range(first_r, last_r):
+                    target = phase[r * row_length + first_t:]
+                    source = plane[r * stride_h + a - pad_h, first_t * stride_w + b - pad_w:]
+                    for k in range(count):
+                        target[k] = source[k * u_stride_w]
+        # tap (i, j) reads phase ((i*dh) % sh, (j*dw) % sw) shifted by ((i*dh) // sh, (j*dw) // sw)
         for i in range(kernel_h):
-            first_oh, last_oh = inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
+            a, shift_r = (i * dilation_h) % stride_h, (i * dilation_h) // stride_h
             for j in range(kernel_w):
-                row = (c * kernel_h + i) * kernel_w + j
-                offset_w = j * dilation_w - pad_w
-                first_ow, last_ow = inside_range(offset_w, stride_w, width, out_w)
-                count = last_ow - first_ow
-                block = cols[row, n * pixels:(n + 1) * pixels]           # this image's columns
-                block[:first_oh * out_w] = zero                          # rows from the padding
-                block[last_oh * out_w:] = zero
-                for oh in range(first_oh, last_oh):
-                    h = oh * stride_h - pad_h + i * dilation_h
-                    segment = block[oh * out_w:(oh + 1) * out_w]
-                    # the borders as loops, not slice assignments: rows are as short as 7 columns,
-                    # where each slice costs more than the copy
-                    for k in range(first_ow):
-                        segment[k] = zero
-                    for k in range(out_w - last_ow):
-                        segment[last_ow + k] = zero
-                    inside = segment[first_ow:last_ow]
-                    source = plane[h, first_ow * stride_w + offset_w:]   # x[h, ow*stride_w + offset_w]
-                    if stride_w == 1:                                    # a contiguous copy: SIMD
-                        for k in range(count):
-                            inside[k] = source[k]
-                    else:
-                        for k in range(count):
-                            inside[k] = source[k * stride_w]
+                b, shift_t = (j * dilation_w) % stride_w, (j * dilation_w) // stride_w
+                block = cols[(c * kernel_h + i) * kernel_w + j, n * pixels:(n + 1) * pixels]
+                source = phases[a, b, shift_r * row_length + shift_t:]
+                for oh in range(u_out_h):
+                    for ow in range(u_out_w):
+                        block[oh * u_out_w + ow] = source[oh * u_row_length + ow]
 
 
 def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
@@ -152,33 +170,48 @@ def _im2col_cpu(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_
 
 @njit(cache=True, nogil=True)
 def _col2im_tasks(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-                dilation_h, dilation_w, out_h, out_w, first, last):
+                  dilation_h, dilation_w, out_h, out_w, first, last):
     batch, channels, height, width = image.shape
     pixels = out_h * out_w
+    rows = _phase_plane_shape(kernel_h, stride_h, dilation_h, out_h)
+    row_length = _phase_plane_shape(kernel_w, stride_w, dilation_w, out_w)
+    phases = numpy.empty((stride_h, stride_w, rows * row_length), cols.dtype)
+    u_out_h, u_out_w, u_row_length = numba.uint64(out_h), numba.uint64(out_w), numba.uint64(row_length)
+    u_stride_w = numba.uint64(stride_w)
+    zero = cols.dtype.type(0)
     # one task per (channel, image) owning the plane image[n, c]: the scatter-add
     # of overlapping windows stays inside the task, so no two threads collide
     for task in range(first, last):
         c = task // batch
         n = task - c * batch
         plane = image[n, c]
-        plane[:, :] = 0
+        phases[...] = zero
+        # im2col's copies in reverse: each entry adds onto its padded pixel, taps in (i, j) order
+        # as a direct scatter into the plane would add them (so the same sums, bit for bit)
         for i in range(kernel_h):
-            first_oh, last_oh = inside_range(i * dilation_h - pad_h, stride_h, height, out_h)
+            a, shift_r = (i * dilation_h) % stride_h, (i * dilation_h) // stride_h
             for j in range(kernel_w):
-                row = (c * kernel_h + i) * kernel_w + j
-                offset_w = j * dilation_w - pad_w
-                first_ow, last_ow = inside_range(offset_w, stride_w, width, out_w)
-                block = cols[row, n * pixels:(n + 1) * pixels]
-                for oh in range(first_oh, last_oh):
-                    h = oh * stride_h - pad_h + i * dilation_h
-                    inside = block[oh * out_w + first_ow:oh * out_w + last_ow]
-                    target = plane[h, first_ow * stride_w + offset_w:]   # x[h, ow*stride_w + offset_w]
-                    if stride_w == 1:                                    # contiguous: SIMD
-                        for k in range(last_ow - first_ow):
-                            target[k] += inside[k]
-                    else:
-                        for k in range(last_ow - first_ow):
-                            target[k * stride_w] += inside[k]
+                b, shift_t = (j * dilation_w) % stride_w, (j * dilation_w) // stride_w
+                block = cols[(c * kernel_h + i) * kernel_w + j, n * pixels:(n + 1) * pixels]
+                target = phases[a, b, shift_r * row_length + shift_t:]
+                for oh in range(u_out_h):
+                    for ow in range(u_out_w):
+                        target[oh * u_row_length + ow] += block[oh * u_out_w + ow]
+        # the inside part back into the plane (the padding's sums are dropped); the rows and
+        # columns past the last window's reach get 0
+        plane[max(rows * stride_h - pad_h, 0):, :] = zero
+        plane[:, max(row_length * stride_w - pad_w, 0):] = zero
+        for a in range(stride_h):
+            first_r, last_r = inside_range(a - pad_h, stride_h, height, rows)
+            for b in range(stride_w):
+                first_t, last_t = inside_range(b - pad_w, stride_w, width, row_length)
+                phase = phases[a, b]
+                count = numba.uint64(last_t - first_t)
+                for r in range(first_r, last_r):
+                    source = phase[r * row_length + first_t:]
+                    target = plane[r * stride_h + a - pad_h, first_t * stride_w + b - pad_w:]
+                    for k in range(count):
+                        target[k * u_stride_w] = source[k]
 
 
 def _col2im_cpu(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,

@@ -99,8 +99,13 @@ def test_col2im_matches_definition(config, seed):
     cols = rng.standard_normal(columns_shape(shape, kernel, stride, padding, dilation))
     image = col2im(cols, shape, kernel, stride, padding, dilation)
     assert image.shape == shape and image.dtype == np.float64
-    np.testing.assert_allclose(image, reference_col2im(cols, shape, kernel, stride, padding, dilation),
-                               rtol=1e-12, atol=1e-12)
+    expected = reference_col2im(cols, shape, kernel, stride, padding, dilation)
+    np.testing.assert_allclose(image, expected, rtol=1e-12, atol=1e-12)
+    # into an ``out`` full of NaN: every pixel is written, those no window reads (past the last
+    # window, when the stride skips the input's last rows or columns) with 0
+    out = np.full(shape, np.nan)
+    assert col2im(cols, shape, kernel, stride, padding, dilation, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=30)
