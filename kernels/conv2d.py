@@ -101,7 +101,8 @@ keeps the training step's peak memory near PyTorch's while taking most of the
 gain of larger chunks (the timings: benchmarks/README.md, "Measurements behind the design"):
 
 * forward: im2col the chunk, Y_g = W_g @ cols_g, transpose that block into
-  y[n0:n1] (adding the bias);
+  y[n0:n1] (adding the bias); a chunk of one image (batch 1, or images so large
+  that one fills a chunk) needs no transpose, so its GEMMs write into y itself;
 * backward: dW and db are sums over m, so they are accumulated chunk by chunk;
   a chunk's dcols only reach the pixels of its own images, so col2im writes
   grad_input[n0:n1] directly.
@@ -334,6 +335,15 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, keep_filters):
         cols = _scratch(xp, "columns", (groups, rows_per_group, columns), x.dtype)
         im2col_into(x[first:last], cols.reshape(groups * rows_per_group, columns),
                     kernel, stride, padding, dilation)
+
+        if images == 1:
+            # one image: its (O, OH*OW) block of y is already the product's layout
+            y_image = y[first].reshape(groups, filters_per_group, pixels)
+            for group in range(groups):
+                xp.matmul(weight_matrices[group], cols[group], out=y_image[group])
+            if bias is not None:
+                xp.add(y_image, bias.reshape(groups, filters_per_group, 1), out=y_image)
+            continue
 
         # product[o, (n*OH + oh)*OW + ow]: one GEMM per group (AlexNet's two-GPU split)
         product = _scratch(xp, "product", (groups, filters_per_group, columns), x.dtype)
