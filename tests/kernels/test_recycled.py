@@ -7,6 +7,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinynet.kernels import _recycled
 
@@ -138,4 +140,43 @@ def test_a_failed_allocation_is_not_counted_as_memory_in_use(monkeypatch):
     with pytest.raises(MemoryError):
         _recycled.empty(np, (8 * MiB,), np.uint8)
     monkeypatch.undo()
+    assert _recycled._live_bytes[0] == before
+
+
+def test_a_waiting_block_is_cut_for_smaller_results_and_joined_again():
+    """Freed memory serves requests of other sizes: two halves of a waiting block, then the whole
+    block again once both halves are back (no new memory, so no fresh pages)."""
+    whole = _recycled.empty(np, (4 * MiB,), np.uint8)
+    start = address(whole)
+    del whole
+    first = _recycled.empty(np, (2 * MiB,), np.uint8)
+    second = _recycled.empty(np, (2 * MiB,), np.uint8)
+    assert sorted([address(first), address(second)]) == [start, start + 2 * MiB]
+    assert _recycled.recycled_bytes() == 0
+    del first, second
+    again = _recycled.empty(np, (4 * MiB,), np.uint8)
+    assert address(again) == start
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 6), st.integers(0, 4095)), min_size=1, max_size=40))
+def test_results_in_use_never_share_memory(steps):
+    """Random requests and releases: every result in use owns its bytes (each holds a mark that no
+    other result overwrites), and what waits plus what is in use adds up."""
+    gc.collect()
+    before = _recycled._live_bytes[0]
+    live = []                            # (mark, array): the only references to the results
+    for mark, (allocate, mebibytes, extra) in enumerate(steps):
+        if allocate or not live:
+            live.append((mark % 251, _recycled.empty(np, (mebibytes * MiB + extra,), np.uint8)))
+            live[-1][1][...] = mark % 251
+        else:
+            live.pop(mark % len(live))
+        assert all(result[0] == value and result[-1] == value and result[result.size // 2] == value
+                   for value, result in live)
+    in_use = sum(-(-result.nbytes // _recycled.ALIGN_BYTES) * _recycled.ALIGN_BYTES for _, result in live)
+    assert _recycled._live_bytes[0] - before == in_use
+    assert _recycled._held_bytes[0] == _recycled._live_bytes[0] + _recycled.recycled_bytes()
+    del live
+    gc.collect()
     assert _recycled._live_bytes[0] == before
