@@ -101,6 +101,8 @@ if hasattr(os, "register_at_fork"):
 def _release_segments(limit):
     """Free whole segments with no result in them, those free longest first, until at most
     ``limit`` bytes are held (under the lock)."""
+    if _held_bytes[0] <= limit:
+        return
     idle = sorted((segment for segment in _segments if len(segment.chunks) == 1 and segment.chunks[0].free),
                   key=lambda segment: segment.free_since)
     for segment in idle:

@@ -77,14 +77,13 @@ addresses).  col2im uses one thread per *input* pixel that gathers the entries
 that came from it; gathering instead of scattering needs no atomic adds, and
 the sum is done in the same order every time (deterministic).
 """
-import numba
 import numpy
 
 from tinynet.backend import get_array_module
 
 from ._checks import check_4d, check_floating
 from .geometry import window
-from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks
+from ._numba import THREADS_PER_BLOCK, blocks_for, cuda, njit, parallel_tasks, uint64
 from ._paths import device_paths, one_thread_per_element
 
 
@@ -132,8 +131,8 @@ def _im2col_tasks(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
     # the zero padding is written once: every plane fills the same inside part (module docstring)
     phases = numpy.zeros((stride_h, stride_w, rows * row_length), cols.dtype)
     # unsigned indices: no negative-index check, so the copies vectorise (_numba.py)
-    u_out_h, u_out_w, u_row_length = numba.uint64(out_h), numba.uint64(out_w), numba.uint64(row_length)
-    u_stride_w = numba.uint64(stride_w)
+    u_out_h, u_out_w, u_row_length = uint64(out_h), uint64(out_w), uint64(row_length)
+    u_stride_w = uint64(stride_w)
     for task in range(first, last):
         c = task // batch
         n = task - c * batch
@@ -144,7 +143,7 @@ def _im2col_tasks(image, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
             for b in range(stride_w):
                 first_t, last_t = inside_range(b - pad_w, stride_w, width, row_length)
                 phase = phases[a, b]
-                count = numba.uint64(last_t - first_t)
+                count = uint64(last_t - first_t)
                 for r in range(first_r, last_r):
                     target = phase[r * row_length + first_t:]
                     source = plane[r * stride_h + a - pad_h, first_t * stride_w + b - pad_w:]
@@ -176,8 +175,8 @@ def _col2im_tasks(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
     rows = _phase_plane_shape(kernel_h, stride_h, dilation_h, out_h)
     row_length = _phase_plane_shape(kernel_w, stride_w, dilation_w, out_w)
     phases = numpy.empty((stride_h, stride_w, rows * row_length), cols.dtype)
-    u_out_h, u_out_w, u_row_length = numba.uint64(out_h), numba.uint64(out_w), numba.uint64(row_length)
-    u_stride_w = numba.uint64(stride_w)
+    u_out_h, u_out_w, u_row_length = uint64(out_h), uint64(out_w), uint64(row_length)
+    u_stride_w = uint64(stride_w)
     zero = cols.dtype.type(0)
     # one task per (channel, image) owning the plane image[n, c]: the scatter-add
     # of overlapping windows stays inside the task, so no two threads collide
@@ -206,7 +205,7 @@ def _col2im_tasks(cols, image, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
             for b in range(stride_w):
                 first_t, last_t = inside_range(b - pad_w, stride_w, width, row_length)
                 phase = phases[a, b]
-                count = numba.uint64(last_t - first_t)
+                count = uint64(last_t - first_t)
                 for r in range(first_r, last_r):
                     source = phase[r * row_length + first_t:]
                     target = plane[r * stride_h + a - pad_h, first_t * stride_w + b - pad_w:]
