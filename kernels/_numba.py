@@ -124,6 +124,8 @@ if hasattr(os, "register_at_fork"):
 def parallel_tasks(kernel, tasks, *arguments, grain=1):
     """``kernel(*arguments, first, last)`` over ranges that cover ``range(tasks)``, on the CPU threads.
 
+    ``kernel``: a numba function compiled with ``nogil=True``, or a Python function whose work
+    releases the GIL (NumPy's ``matmul``: ``_gemm_stack.py``).
     ``grain``: the fewest tasks worth a range of their own (elementwise kernels pass thousands).
     The calling thread takes ranges too; it returns when every range is done, and re-raises the
     first error a range raised.
@@ -173,7 +175,8 @@ _warm_up_hook = None
 
 def wait_for_warm_up(kernel):
     """Before a kernel's first call: if a warm-up process is compiling it, wait for its cache entry."""
-    if _warm_up_hook is not None and not kernel.overloads:
+    # a numba dispatcher's ``overloads`` is empty until it has compiled; Python functions have none
+    if _warm_up_hook is not None and not getattr(kernel, "overloads", True):
         _warm_up_hook(kernel)
 
 

@@ -73,6 +73,9 @@ each group's channels form their own V, U and M blocks.)  The arrays are V
 (alpha, alpha, G, O/G, C/G), the weight's own (output, input) order: the GEMMs
 read each U[a, b] block transposed, which BLAS does without a copy, and the
 filter transform needs no transposing copy of the weight (``_transform_filters``).
+The alpha^2 G products are one stack of GEMMs; at batch 1 they are small enough
+that OpenBLAS runs each on one core, and ``_gemm_stack.py`` spreads them over
+the CPU threads (ResNet's 64-channel layer at 56 x 56: 1.10 -> 0.93 ms).
 
 Channels are the last, contiguous axis of V and M ("channels last"), although
 x and y are NCHW: the tile transforms then run their arithmetic as loops over
@@ -118,6 +121,7 @@ import numpy
 from tinynet.backend import get_array_module
 
 from . import _recycled
+from ._gemm_stack import matmul_stack
 from ._numba import njit, parallel_tasks
 from ._scratch import images_per_chunk, scratch
 
@@ -517,14 +521,13 @@ def winograd_conv2d_forward(x, weight, bias, padding, groups=1, tile=None, _inpu
         v = scratch("columns", (alpha, alpha, groups, tiles, channels_per_group), x.dtype)
         _transform_tiles_cpu(x[first:last], b_t, m, pad_h, pad_w, tiles_h, tiles_w, v)
         product = scratch("product", (alpha, alpha, groups, tiles, filters_per_group), x.dtype)
-        for a in range(alpha):
-            for b in range(alpha):
-                for group in range(groups):
-                    # M = V U: (tiles, C/G) @ (C/G, O/G), the sum over input channels (U is
-                    # transformed as (O/G, C/G) and kept as (C/G, O/G); the input gradient's
-                    # (O/G, C/G) block is already its U)
-                    filters = u[a, b, group] if _input_gradient or kept else u[a, b, group].T
-                    xp.matmul(v[a, b, group], filters, out=product[a, b, group])
+        # M = V U for every (a, b, group): (tiles, C/G) @ (C/G, O/G), the sum over input channels
+        # (U is transformed as (O/G, C/G) and kept as (C/G, O/G); the input gradient's (O/G, C/G)
+        # block is already its U)
+        filters = u.reshape(alpha * alpha * groups, *u.shape[3:])
+        matmul_stack(xp, v.reshape(alpha * alpha * groups, tiles, channels_per_group),
+                     filters if _input_gradient or kept else filters.transpose(0, 2, 1),
+                     product.reshape(alpha * alpha * groups, tiles, filters_per_group))
         _output_tiles_cpu(product, a_t, bias, y[first:last])
     return y
 

@@ -268,6 +268,20 @@ def test_an_error_in_a_task_range_reaches_the_caller():
     assert sorted(calls)[0][0] == 0 and sum(last - first for first, last in calls) == 100
 
 
+def test_a_python_function_runs_on_the_threads_while_a_warm_up_hook_is_set(monkeypatch):
+    """Only numba dispatchers are compiled by the warm-up process; a plain Python function (the
+    GEMM ranges of _gemm_stack.py) has no ``overloads`` and must neither fail nor be waited for."""
+    waited, ranges = [], []
+    monkeypatch.setattr(_numba, "_warm_up_hook", waited.append)
+    previous = backend.get_num_threads()
+    backend.set_num_threads(2)
+    try:
+        _numba.parallel_tasks(lambda first, last: ranges.append((first, last)), 10)
+    finally:
+        backend.set_num_threads(previous)
+    assert waited == [] and sum(last - first for first, last in ranges) == 10
+
+
 class _SlowRanges:
     """A stand-in kernel whose ranges sleep (releasing the GIL), noting the thread of each."""
     overloads = {"compiled": True}
