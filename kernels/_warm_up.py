@@ -90,8 +90,8 @@ def _exercises():
         x = array(2, 4, 3, 3)
         y, saved["bn"] = batch_norm.forward(x, array(4), array(4), running_mean=numpy.zeros(4, f32),
                                             running_var=numpy.ones(4, f32), training=True)
-        batch_norm.forward(x, array(4), array(4), running_mean=numpy.zeros(4, f32),
-                           running_var=numpy.ones(4, f32), training=False)
+        batch_norm.inference(x, array(4), array(4), running_mean=numpy.zeros(4, f32),
+                             running_var=numpy.ones(4, f32), training=False)
         saved["bn_y"] = y
 
     def sgd():

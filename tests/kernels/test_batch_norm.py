@@ -54,6 +54,32 @@ def test_forward_matches_the_formula_and_updates_running_statistics(case):
         np.testing.assert_allclose(running_var, expected_var, rtol=1e-12, atol=1e-12)
 
 
+@given(batch_norm_cases(), st.sampled_from([np.float32, np.float64]))
+@settings(max_examples=25)
+def test_inference_gives_the_bits_of_forward(case, dtype):
+    """``inference`` (no graph: in evaluation one pass that works out each plane's coefficients)
+    returns forward's y bit for bit, and in training updates the running statistics alike."""
+    _, x, weight, bias, running_mean, running_var = _arrays(case, dtype)
+    options = dict(training=case["training"], momentum=case["momentum"], eps=case["eps"])
+    stats_forward, stats_inference = [running_mean.copy(), running_var.copy()], [running_mean, running_var]
+    y, _ = kernel.forward(x, weight, bias, running_mean=stats_forward[0], running_var=stats_forward[1], **options)
+    y_inference = kernel.inference(x, weight, bias, running_mean=stats_inference[0],
+                                   running_var=stats_inference[1], **options)
+    assert y_inference.shape == x.shape and y_inference.dtype == x.dtype
+    np.testing.assert_array_equal(y_inference, y)
+    for a, b in zip(stats_inference, stats_forward):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_inference_checks_its_input_like_forward():
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="needs running_mean and running_var"):
+        kernel.inference(x, training=False)
+    with pytest.raises(ValueError, match=r"expected weight of shape \(3,\)"):
+        kernel.inference(x, np.ones(4, np.float32), running_mean=np.zeros(3, np.float32),
+                         running_var=np.ones(3, np.float32), training=False)
+
+
 @given(batch_norm_cases())
 @settings(max_examples=20)
 def test_gradients_match_central_differences_in_float64(case):
@@ -178,6 +204,25 @@ def test_gpu_path_matches_the_cpu(gpu_xp):
         np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5)
 
 
+def test_gpu_evaluation_without_a_graph_matches_the_cpu(gpu_xp):
+    """The GPU path of ``inference`` (coefficients by array code) against the CPU's single pass."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    results = {}
+    for device in ("cpu", "gpu"):
+        layer = nn.BatchNorm2d(4).to(device)
+        layer.running_mean = tinynet.backend.to_device(np.linspace(-1, 1, 4, dtype=np.float32), device)
+        layer.running_var = tinynet.backend.to_device(np.linspace(0.5, 2, 4, dtype=np.float32), device)
+        layer.weight.data = tinynet.backend.to_device(np.linspace(2, 0.5, 4, dtype=np.float32), device)
+        layer.bias.data = tinynet.backend.to_device(np.linspace(-0.5, 0.5, 4, dtype=np.float32), device)
+        layer.eval()
+        with tinynet.no_grad():
+            output = layer(tinynet.tensor(x, device=device))
+        assert output.device == device
+        results[device] = output.numpy()
+    np.testing.assert_allclose(results["gpu"], results["cpu"], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_passes_split_into_ranges_match_torch(threads, monkeypatch):
     """Each pass takes ranges of at least ``ELEMENTWISE_GRAIN`` elements (channels or planes);
@@ -195,8 +240,13 @@ def test_passes_split_into_ranges_match_torch(threads, monkeypatch):
     try:
         for training in (True, False):
             running = [np.full(7, 0.5), np.full(7, 2.0)]
+            if not training:
+                y_inference = kernel.inference(x, weight, bias, running_mean=running[0], running_var=running[1],
+                                               training=False)
             y, saved = kernel.forward(x, weight, bias, running_mean=running[0], running_var=running[1],
                                       training=training)
+            if not training:
+                np.testing.assert_array_equal(y_inference, y)
             grads = kernel.backward(grad, saved)
             tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
             running_t = [torch.full((7,), 0.5, dtype=torch.float64), torch.full((7,), 2.0, dtype=torch.float64)]
