@@ -4,9 +4,9 @@ Winograd's alpha^2 products (``conv2d_winograd.py``) are one such stack per call
 each product is small: ResNet's 64-channel layer on 56 x 56 pixels multiplies (196 tiles, 64)
 by (64, 64) 36 times.  OpenBLAS (0.3.x on AVX-512 CPUs, as NumPy's wheels ship it) runs a
 product with M * N * K <= 10^6 through its "small matrix" kernels on the calling thread alone,
-whatever its thread count, so the whole stack ran on one core.  Handing consecutive ranges of
-the stack to tinynet's threads (``_numba.parallel_tasks``), each range one ``matmul`` call
-that releases the GIL, puts the other core to work.
+whatever its thread count, so a stack handed to NumPy as one call runs on one core.  Here
+consecutive ranges of the stack go to tinynet's threads (``_numba.parallel_tasks``), each range
+one ``matmul`` call that releases the GIL, and every core works.
 
 On the 2-vCPU AMD EPYC of benchmarks/README.md (NumPy 2.4, OpenBLAS 0.3.31), GFLOP/s of a
 stack as one call against spread over 2 threads:
